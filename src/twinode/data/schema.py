@@ -1,0 +1,159 @@
+"""The event contract and the FeatureSpec that gives each code a role.
+
+Events are long rows ``subject_id, time, code, numeric_value``. A FeatureSpec maps codes
+(exact, prefix or regex) to roles: ``measurement`` (modelled and forecast),
+``intervention`` (bolus or infusion input), ``static`` (covariate taken at or before the
+window start) and ``outcome`` (label for the risk head).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from twinode.errors import ConfigError
+
+EVENT_COLUMNS = ("subject_id", "time", "code", "numeric_value")
+ROLES = ("measurement", "intervention", "static", "outcome")
+MATCH_KINDS = ("exact", "prefix", "regex")
+TRANSFORMS = ("identity", "log1p")
+DUPLICATE_POLICIES = ("mean", "last", "first", "max", "min")
+OUT_OF_RANGE_POLICIES = ("drop", "reject")
+INTERVENTION_KINDS = ("bolus", "infusion")
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One named feature and the codes that feed it."""
+
+    name: str
+    role: Literal["measurement", "intervention", "static", "outcome"]
+    code: str
+    match: str = "exact"
+    unit: str = ""
+    transform: str = "identity"
+    valid_range: tuple[float, float] | None = None
+    duplicates: str = "mean"
+    out_of_range: str = "drop"
+    kind: str = "bolus"  # interventions only
+    effect_half_life_h: float = 2.0  # interventions only: initial effect-compartment half-life
+
+    def __post_init__(self):
+        _check_choice(f"features.{self.name}.role", self.role, ROLES)
+        _check_choice(f"features.{self.name}.match", self.match, MATCH_KINDS)
+        _check_choice(f"features.{self.name}.transform", self.transform, TRANSFORMS)
+        _check_choice(f"features.{self.name}.duplicates", self.duplicates, DUPLICATE_POLICIES)
+        _check_choice(f"features.{self.name}.out_of_range", self.out_of_range, OUT_OF_RANGE_POLICIES)
+        _check_choice(f"features.{self.name}.kind", self.kind, INTERVENTION_KINDS)
+        if self.match == "regex":
+            try:
+                re.compile(self.code)
+            except re.error as exc:
+                raise ConfigError(f"features.{self.name}.code", self.code, hint=f"not a valid regex: {exc}") from exc
+        if self.valid_range is not None:
+            lo, hi = self.valid_range
+            if not lo < hi:
+                raise ConfigError(f"features.{self.name}.valid_range", self.valid_range, hint="expected [low, high] with low < high")
+
+    def matches(self, code: str) -> bool:
+        if self.match == "exact":
+            return code == self.code
+        if self.match == "prefix":
+            return code.startswith(self.code)
+        return re.fullmatch(self.code, code) is not None
+
+
+def _check_choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(key, value, allowed)
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Roles for the codes of one dataset, in a fixed order that becomes tensor channels."""
+
+    name: str
+    features: tuple[Feature, ...]
+    window_hours: float = 48.0
+    time_unit: str = "hours"
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        names = [f.name for f in self.features]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ConfigError("features", sorted(dup), hint="feature names must be unique")
+        if not self.measurements:
+            raise ConfigError("features", names, hint="a FeatureSpec needs at least one measurement")
+
+    def by_role(self, role: str) -> tuple[Feature, ...]:
+        return tuple(f for f in self.features if f.role == role)
+
+    @property
+    def measurements(self) -> tuple[Feature, ...]:
+        return self.by_role("measurement")
+
+    @property
+    def interventions(self) -> tuple[Feature, ...]:
+        return self.by_role("intervention")
+
+    @property
+    def statics(self) -> tuple[Feature, ...]:
+        return self.by_role("static")
+
+    @property
+    def outcomes(self) -> tuple[Feature, ...]:
+        return self.by_role("outcome")
+
+    def resolve(self, code: str) -> Feature | None:
+        """The first feature whose code pattern matches ``code``; exact matches win."""
+        for f in self.features:
+            if f.match == "exact" and f.code == code:
+                return f
+        for f in self.features:
+            if f.match != "exact" and f.matches(code):
+                return f
+        return None
+
+    @classmethod
+    def from_dict(cls, data: dict, name: str | None = None) -> "FeatureSpec":
+        if not isinstance(data, dict) or "features" not in data:
+            raise ConfigError("features", type(data).__name__, hint="a FeatureSpec is a mapping with a 'features' list")
+        feats = []
+        for i, raw in enumerate(data["features"]):
+            raw = dict(raw)
+            if "name" not in raw or "role" not in raw:
+                raise ConfigError(f"features[{i}]", raw, hint="each feature needs 'name' and 'role'")
+            raw.setdefault("code", raw["name"])
+            if raw.get("valid_range") is not None:
+                raw["valid_range"] = tuple(float(v) for v in raw["valid_range"])
+            allowed = set(Feature.__dataclass_fields__)
+            unknown = set(raw) - allowed
+            if unknown:
+                raise ConfigError(f"features[{i}].{sorted(unknown)[0]}", raw[sorted(unknown)[0]], sorted(allowed))
+            feats.append(Feature(**raw))
+        return cls(
+            name=name or data.get("name", "unnamed"),
+            features=tuple(feats),
+            window_hours=float(data.get("window_hours", 48.0)),
+            extra={k: v for k, v in data.items() if k not in ("features", "name", "window_hours")},
+        )
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "FeatureSpec":
+        path = Path(path)
+        with path.open() as fh:
+            return cls.from_dict(yaml.safe_load(fh), name=path.stem)
+
+    def to_dict(self) -> dict:
+        out = {"name": self.name, "window_hours": self.window_hours, "features": []}
+        for f in self.features:
+            d = {k: getattr(f, k) for k in Feature.__dataclass_fields__}
+            if d["valid_range"] is not None:
+                d["valid_range"] = list(d["valid_range"])
+            out["features"].append(d)
+        return out

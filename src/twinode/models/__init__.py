@@ -1,0 +1,3 @@
+from twinode.models.twin import PatientTwin
+
+__all__ = ["PatientTwin"]

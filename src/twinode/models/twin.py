@@ -1,0 +1,59 @@
+"""PatientTwin: the latent ODE model of a patient, plain torch and TorchScript-compatible.
+
+history --encoder--> q(z_a) at the anchor (last observed time)
+z_a --ODE dz/dt = f(z, u(t), s)--> z(t) at any query time, before or after the anchor
+z(t) --decoder--> Gaussian p(x(t) | z(t)) in normalised units
+
+Lightning wraps this module for training; export scripts this very module.
+"""
+
+
+from typing import Final
+
+from typing import List, Optional
+
+import torch
+from torch import Tensor, nn
+
+from twinode.models.decoders import GaussianDecoder
+from twinode.models.dynamics import MLPField
+from twinode.models.encoders import GRUDeltaEncoder
+from twinode.solvers import FixedGridSolver
+
+
+class PatientTwin(nn.Module):
+    variational: Final[bool]
+
+    def __init__(self, n_measurements: int, n_static: int, n_interventions: int, solver=None,
+                 latent_dim: int = 16, hidden: int = 64, encoder_hidden: int = 64, static_embed: int = 8,
+                 field_layers: int = 2, half_life_h: Optional[List[float]] = None, variational: bool = True):
+        super().__init__()
+        if n_measurements < 1:
+            raise ValueError(f"a twin needs at least one measurement channel, got n_measurements={n_measurements}")
+        self.n_measurements, self.n_static, self.n_interventions = n_measurements, n_static, n_interventions
+        self.latent_dim = latent_dim
+        self.variational = variational
+        self.static_net = nn.Sequential(nn.Linear(2 * n_static, static_embed), nn.Tanh())
+        self.encoder = GRUDeltaEncoder(n_measurements, static_embed, latent_dim, encoder_hidden)
+        field = MLPField(latent_dim, n_interventions, static_embed, hidden, field_layers, half_life_h)
+        make_solver = solver if solver is not None else FixedGridSolver
+        self.solver = make_solver(field=field)
+        self.decoder = GaussianDecoder(latent_dim, n_measurements, hidden)
+
+    def embed_static(self, s: Tensor, s_known: Tensor) -> Tensor:
+        return self.static_net(torch.cat([s * s_known, s_known], dim=-1))
+
+    def encode(self, hist_t: Tensor, hist_x: Tensor, hist_m: Tensor, hist_len: Tensor, s_emb: Tensor) -> tuple[Tensor, Tensor]:
+        return self.encoder(hist_t, hist_x, hist_m, hist_len, s_emb)
+
+    def decode_at(self, z_a: Tensor, anchor: Tensor, tq: Tensor, doses: Tensor, s_emb: Tensor) -> tuple[Tensor, Tensor]:
+        """Predictive mean and log-std ``[B, Q, D]`` (normalised units) at query times ``tq [B, Q]``."""
+        zq = self.solver(z_a, anchor, tq, doses, s_emb)
+        return self.decoder(zq)
+
+    def forward(self, hist_t: Tensor, hist_x: Tensor, hist_m: Tensor, hist_len: Tensor, anchor: Tensor,
+                static: Tensor, static_known: Tensor, doses: Tensor, tq: Tensor) -> tuple[Tensor, Tensor]:
+        """Deterministic forecast from the posterior mean."""
+        s_emb = self.embed_static(static, static_known)
+        z_mean, _ = self.encode(hist_t, hist_x, hist_m, hist_len, s_emb)
+        return self.decode_at(z_mean, anchor, tq, doses, s_emb)
