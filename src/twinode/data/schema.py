@@ -73,6 +73,28 @@ def _check_choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
 
 
 @dataclass(frozen=True)
+class WindowStart:
+    """Which event opens each subject's window (e.g. the first ``ICU_ADMISSION//...``).
+
+    Without one, a subject's window starts at its earliest timed event (or at time 0 when
+    times are already hours since a start).
+    """
+
+    code: str
+    match: str = "exact"
+
+    def __post_init__(self):
+        _check_choice("window_start.match", self.match, MATCH_KINDS)
+
+    def matches(self, code: str) -> bool:
+        if self.match == "exact":
+            return code == self.code
+        if self.match == "prefix":
+            return code.startswith(self.code)
+        return re.fullmatch(self.code, code) is not None
+
+
+@dataclass(frozen=True)
 class FeatureSpec:
     """Roles for the codes of one dataset, in a fixed order that becomes tensor channels."""
 
@@ -81,6 +103,7 @@ class FeatureSpec:
     window_hours: float = 48.0
     time_unit: str = "hours"
     extra: dict = field(default_factory=dict)
+    window_start: WindowStart | None = None
 
     def __post_init__(self):
         names = [f.name for f in self.features]
@@ -140,7 +163,8 @@ class FeatureSpec:
             name=name or data.get("name", "unnamed"),
             features=tuple(feats),
             window_hours=float(data.get("window_hours", 48.0)),
-            extra={k: v for k, v in data.items() if k not in ("features", "name", "window_hours")},
+            extra={k: v for k, v in data.items() if k not in ("features", "name", "window_hours", "window_start")},
+            window_start=_window_start(data.get("window_start")),
         )
 
     @classmethod
@@ -156,4 +180,16 @@ class FeatureSpec:
             if d["valid_range"] is not None:
                 d["valid_range"] = list(d["valid_range"])
             out["features"].append(d)
+        if self.window_start is not None:
+            out["window_start"] = {"code": self.window_start.code, "match": self.window_start.match}
         return out
+
+
+def _window_start(raw: Any) -> WindowStart | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        return WindowStart(raw)
+    if not isinstance(raw, dict) or "code" not in raw or set(raw) - {"code", "match"}:
+        raise ConfigError("window_start", raw, hint="expected a code string or {code: ..., match: exact|prefix|regex}")
+    return WindowStart(str(raw["code"]), str(raw.get("match", "exact")))

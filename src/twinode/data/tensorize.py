@@ -44,12 +44,32 @@ def _transform(values: np.ndarray, kind: str) -> np.ndarray:
     return values
 
 
+_AGG = {"mean": pl.col("numeric_value").mean(), "last": pl.col("numeric_value").last(),
+        "first": pl.col("numeric_value").first(), "max": pl.col("numeric_value").max(),
+        "min": pl.col("numeric_value").min()}
+
+
+def map_codes(codes: list[str], spec: FeatureSpec) -> pl.DataFrame:
+    """``code -> feature, role, channel`` (channel = index within the role) for each distinct code."""
+    index = {f.name: i for role in ("measurement", "intervention", "static", "outcome") for i, f in enumerate(spec.by_role(role))}
+    feats = [spec.resolve(c) if c is not None else None for c in codes]
+    return pl.DataFrame(
+        {"code": codes, "feature": [f.name if f else None for f in feats], "role": [f.role if f else None for f in feats],
+         "channel": [index[f.name] if f else None for f in feats]},
+        schema={"code": pl.String, "feature": pl.String, "role": pl.String, "channel": pl.Int32},
+    )
+
+
+def _bounds(ids: np.ndarray, subjects: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.searchsorted(ids, subjects, "left"), np.searchsorted(ids, subjects, "right")
+
+
 def tensorize(events: pl.DataFrame, spec: FeatureSpec, source: str = "<events>") -> tuple[list[SubjectRecord], TensorizeReport]:
-    """Group long events into one SubjectRecord per subject.
+    """Group long events into one SubjectRecord per subject (vectorised over all subjects).
 
     ``events`` needs ``subject_id, time (float hours), code, numeric_value``. Codes with no
     role are counted as ``unmapped_code``; out-of-range values are dropped and counted or
-    rejected, as the feature says.
+    rejected, as the feature says; rows with no value are counted as ``missing_value``.
     """
     missing = [c for c in ("subject_id", "time", "code", "numeric_value") if c not in events.columns]
     if missing:
@@ -58,99 +78,136 @@ def tensorize(events: pl.DataFrame, spec: FeatureSpec, source: str = "<events>")
     if events.height == 0:
         raise DataError("the cohort is empty: no events", file=source, hint="check the path and the split filter")
 
-    codes = events["code"].unique().to_list()
-    feature_of = {c: spec.resolve(c) for c in codes if c is not None}
-    meas = [f.name for f in spec.measurements]
-    interv = [f.name for f in spec.interventions]
-    stat = [f.name for f in spec.statics]
-    outc = [f.name for f in spec.outcomes]
-    role_index = {**{n: i for i, n in enumerate(meas)}, **{n: i for i, n in enumerate(interv)}, **{n: i for i, n in enumerate(stat)}}
-
-    mapping = pl.DataFrame(
-        {
-            "code": list(feature_of),
-            "feature": [f.name if f else None for f in feature_of.values()],
-            "role": [f.role if f else None for f in feature_of.values()],
-        },
-        schema={"code": pl.String, "feature": pl.String, "role": pl.String},
-    )
+    mapping = map_codes(events["code"].unique().drop_nulls().to_list(), spec)
     ev = events.join(mapping, on="code", how="left")
-    unmapped = ev.filter(pl.col("role").is_null()).height
+    unmapped = ev["role"].null_count()
     if unmapped:
         report.dropped["unmapped_code"] += unmapped
     ev = ev.filter(pl.col("role").is_not_null())
+    ev = _apply_ranges(ev, spec, report, source)
+    ev = ev.sort(["subject_id", "time"], maintain_order=True, nulls_last=False)
+    subjects = ev["subject_id"].unique(maintain_order=True).to_numpy()
 
-    # Range checks, per feature.
-    for f in spec.features:
-        if f.valid_range is None:
-            continue
-        lo, hi = f.valid_range
-        bad = ev.filter((pl.col("feature") == f.name) & ((pl.col("numeric_value") < lo) | (pl.col("numeric_value") > hi)))
-        if bad.height:
-            if f.out_of_range == "reject":
-                row = bad.row(0, named=True)
-                raise DataError(
-                    f"value {row['numeric_value']} outside valid_range {list(f.valid_range)}",
-                    file=source, subject=row["subject_id"], code=row["code"],
-                    hint="fix the value, widen valid_range, or set out_of_range: drop",
-                )
-            report.dropped[f"out_of_range:{f.name}"] += bad.height
-            ev = ev.join(bad.select("subject_id", "time", "code", "numeric_value"), on=["subject_id", "time", "code", "numeric_value"], how="anti")
+    times, values, mask, meas_b = _measurements(ev, spec, report, subjects)
+    doses, dose_b = _doses(ev, spec, report, subjects)
+    static = _statics(ev, spec, report, subjects)
+    outcome = _outcomes(ev, subjects)
 
-    records: list[SubjectRecord] = []
-    dup_policy = {f.name: f.duplicates for f in spec.measurements}
-    transform = {f.name: f.transform for f in spec.measurements}
-    D, S = len(meas), len(stat)
-    for (sid,), g in ev.sort(["subject_id", "time"]).group_by(["subject_id"], maintain_order=True):
-        m = g.filter(pl.col("role") == "measurement")
-        nan_meas = m.filter(pl.col("numeric_value").is_null() | pl.col("numeric_value").is_nan()).height
-        if nan_meas:
-            report.dropped["missing_value"] += nan_meas
-            m = m.filter(pl.col("numeric_value").is_not_null() & pl.col("numeric_value").is_not_nan())
-        times = np.unique(m["time"].to_numpy()).astype(np.float64)
-        values = np.zeros((len(times), D), np.float32)
-        mask = np.zeros((len(times), D), np.float32)
-        if len(times):
-            ti = np.searchsorted(times, m["time"].to_numpy())
-            for name, sub in m.with_columns(pl.Series("ti", ti)).group_by("feature"):
-                ch = role_index[name[0]]
-                agg = {"mean": pl.col("numeric_value").mean(), "last": pl.col("numeric_value").last(),
-                       "first": pl.col("numeric_value").first(), "max": pl.col("numeric_value").max(),
-                       "min": pl.col("numeric_value").min()}[dup_policy[name[0]]]
-                per_time = sub.group_by("ti").agg(agg)
-                dups = sub.height - per_time.height
-                if dups:
-                    report.dropped[f"duplicate_combined:{name[0]}"] += dups
-                idx = per_time["ti"].to_numpy()
-                values[idx, ch] = _transform(per_time["numeric_value"].to_numpy().astype(np.float64), transform[name[0]])
-                mask[idx, ch] = 1.0
-
-        d = g.filter(pl.col("role") == "intervention")
-        kinds = {f.name: f.kind for f in spec.interventions}
-        doses = np.zeros((d.height, 4), np.float32)
-        if d.height:
-            doses[:, 0] = d["time"].to_numpy()
-            doses[:, 1] = [role_index[n] for n in d["feature"].to_list()]
-            doses[:, 2] = d["numeric_value"].to_numpy()
-            # Infusions carry their duration in an optional column; boluses have duration 0.
-            if "duration_h" in d.columns:
-                dur = d["duration_h"].fill_null(0.0).to_numpy()
-                doses[:, 3] = np.where([kinds[n] == "infusion" for n in d["feature"].to_list()], dur, 0.0)
-
-        static = np.full(S, np.nan, np.float32)
-        s = g.filter(pl.col("role") == "static")
-        for name, val in zip(s["feature"].to_list(), s["numeric_value"].to_list()):
-            static[role_index[name]] = val  # sorted by time: the latest value at or before start wins
-        outcome = float("nan")
-        o = g.filter(pl.col("role") == "outcome")
-        if o.height and outc:
-            outcome = float(o["numeric_value"][-1])
-        records.append(SubjectRecord(int(sid), times.astype(np.float32), values, mask, doses, static, outcome))
+    records = [
+        SubjectRecord(int(sid), times[meas_b[0][i]:meas_b[1][i]], values[meas_b[0][i]:meas_b[1][i]],
+                      mask[meas_b[0][i]:meas_b[1][i]], doses[dose_b[0][i]:dose_b[1][i]], static[i], float(outcome[i]))
+        for i, sid in enumerate(subjects)
+    ]
     report.subjects = len(records)
     if not records:
         raise DataError("no subject has any usable event after mapping codes to roles", file=source,
                         hint=f"spec '{spec.name}' knows codes like {[f.code for f in spec.features[:5]]}")
     return records, report
+
+
+def _apply_ranges(ev: pl.DataFrame, spec: FeatureSpec, report: TensorizeReport, source: str) -> pl.DataFrame:
+    ranged = [f for f in spec.features if f.valid_range is not None]
+    if not ranged:
+        return ev
+    bounds = pl.DataFrame({"feature": [f.name for f in ranged], "_lo": [f.valid_range[0] for f in ranged],
+                           "_hi": [f.valid_range[1] for f in ranged]})
+    ev = ev.join(bounds, on="feature", how="left", maintain_order="left")
+    # NaN sorts above every number in polars; it is a missing value, not an out-of-range one.
+    bad = (((pl.col("numeric_value") < pl.col("_lo")) | (pl.col("numeric_value") > pl.col("_hi")))
+           & ~pl.col("numeric_value").is_nan()).fill_null(False)
+    flagged = ev.filter(bad)
+    for f in ranged:
+        hit = flagged.filter(pl.col("feature") == f.name)
+        if not hit.height:
+            continue
+        if f.out_of_range == "reject":
+            row = hit.row(0, named=True)
+            raise DataError(f"value {row['numeric_value']} outside valid_range {list(f.valid_range)}",
+                            file=row.get("_file", source), subject=row["subject_id"], code=row["code"], row=row.get("_row"),
+                            hint="fix the value, widen valid_range, or set out_of_range: drop")
+        report.dropped[f"out_of_range:{f.name}"] += hit.height
+    return ev.filter(~bad).drop("_lo", "_hi")
+
+
+def _drop_unusable(rows: pl.DataFrame, report: TensorizeReport) -> pl.DataFrame:
+    no_value = pl.col("numeric_value").is_null() | pl.col("numeric_value").is_nan()
+    n = rows.filter(no_value).height
+    if n:
+        report.dropped["missing_value"] += n
+    rows = rows.filter(~no_value)
+    n = rows["time"].null_count()
+    if n:
+        report.dropped["null_time"] += n
+    return rows.filter(pl.col("time").is_not_null())
+
+
+def _measurements(ev, spec, report, subjects):
+    feats = spec.measurements
+    m = _drop_unusable(ev.filter(pl.col("role") == "measurement"), report)
+    parts = []
+    for policy in sorted({f.duplicates for f in feats}):
+        chans = [i for i, f in enumerate(feats) if f.duplicates == policy]
+        sub = m.filter(pl.col("channel").is_in(chans))
+        if sub.height:
+            parts.append(sub.group_by(["subject_id", "time", "channel"], maintain_order=True)
+                         .agg(_AGG[policy].cast(pl.Float64), pl.len().alias("n")))
+    D = len(feats)
+    if not parts:
+        return np.zeros(0, np.float32), np.zeros((0, D), np.float32), np.zeros((0, D), np.float32), _bounds(np.zeros(0), subjects)
+    agg = pl.concat(parts).sort(["subject_id", "time"], maintain_order=True)
+    dup = agg.group_by("channel").agg((pl.col("n") - 1).sum().alias("d")).filter(pl.col("d") > 0)
+    for ch, d in dup.iter_rows():
+        report.dropped[f"duplicate_combined:{feats[ch].name}"] += int(d)
+    sid, t = agg["subject_id"].to_numpy(), agg["time"].to_numpy()
+    ch, v = agg["channel"].to_numpy(), agg["numeric_value"].to_numpy().copy()
+    for c, f in enumerate(feats):
+        if f.transform != "identity":
+            sel = ch == c
+            v[sel] = _transform(v[sel], f.transform)
+    new = np.ones(len(sid), bool)
+    new[1:] = (sid[1:] != sid[:-1]) | (t[1:] != t[:-1])
+    row = np.cumsum(new) - 1
+    values = np.zeros((int(new.sum()), D), np.float32)
+    mask = np.zeros_like(values)
+    values[row, ch] = v
+    mask[row, ch] = 1.0
+    return t[new].astype(np.float32), values, mask, _bounds(sid[new], subjects)
+
+
+def _doses(ev, spec, report, subjects):
+    d = _drop_unusable(ev.filter(pl.col("role") == "intervention"), report)
+    doses = np.zeros((d.height, 4), np.float32)
+    if d.height:
+        doses[:, 0] = d["time"].to_numpy()
+        doses[:, 1] = d["channel"].to_numpy()
+        doses[:, 2] = d["numeric_value"].to_numpy()
+        # Infusions carry their duration in an optional column; boluses have duration 0.
+        if "duration_h" in d.columns:
+            infusion = np.array([f.kind == "infusion" for f in spec.interventions])[d["channel"].to_numpy()]
+            doses[:, 3] = np.where(infusion, d["duration_h"].fill_null(0.0).to_numpy(), 0.0)
+    return doses, _bounds(d["subject_id"].to_numpy(), subjects)
+
+
+def _statics(ev, spec, report, subjects):
+    static = np.full((len(subjects), len(spec.statics)), np.nan, np.float32)
+    s = ev.filter(pl.col("role") == "static")
+    n = s["numeric_value"].null_count()
+    if n:
+        report.dropped["missing_value"] += n
+    # Rows are in time order: the latest value at or before the window start wins.
+    last = s.drop_nulls("numeric_value").group_by(["subject_id", "channel"], maintain_order=True).agg(pl.col("numeric_value").last())
+    if last.height:
+        static[np.searchsorted(subjects, last["subject_id"].to_numpy()), last["channel"].to_numpy()] = last["numeric_value"].to_numpy()
+    return static
+
+
+def _outcomes(ev, subjects):
+    out = np.full(len(subjects), np.nan)
+    o = ev.filter((pl.col("role") == "outcome") & pl.col("numeric_value").is_not_null())
+    last = o.group_by("subject_id", maintain_order=True).agg(pl.col("numeric_value").last())
+    if last.height:
+        out[np.searchsorted(subjects, last["subject_id"].to_numpy())] = last["numeric_value"].to_numpy()
+    return out
 
 
 @dataclass
