@@ -1,0 +1,68 @@
+"""Absolute or relative event times -> float hours from each subject's window start.
+
+The window opens at the FeatureSpec's ``window_start`` event (the first one per subject),
+or at the subject's earliest timed event when the spec names none. Rows the window cannot
+use are dropped and counted by reason, never silently: measurements and interventions
+before the start (``before_window``) or after ``window_hours`` (``after_window``) or
+without a time (``null_time``), statics after the start (``static_after_start``), and
+every row of a subject that has no start event (``no_window_start``). Outcomes are kept
+whatever their time: they are labels, not inputs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import polars as pl
+
+from twinode.data.schema import FeatureSpec
+from twinode.data.tensorize import map_codes
+
+_US_PER_HOUR = 3_600_000_000.0
+
+
+def align(events: pl.DataFrame, spec: FeatureSpec, dropped: Counter) -> pl.DataFrame:
+    """Return ``events`` with ``time`` as float64 hours from the window start, filtered to the window."""
+    absolute = isinstance(events.schema["time"], pl.Datetime)
+    start = _window_starts(events, spec, absolute)
+    ev = events.join(start, on="subject_id", how="left", maintain_order="left")
+    n = ev["_start"].null_count()
+    if n:
+        dropped["no_window_start"] += n
+        ev = ev.filter(pl.col("_start").is_not_null())
+    if absolute:
+        hours = (pl.col("time") - pl.col("_start")).dt.total_microseconds().cast(pl.Float64) / _US_PER_HOUR
+    else:
+        hours = pl.col("time") - pl.col("_start")
+    ev = ev.with_columns(hours.alias("time")).drop("_start")
+
+    roles = map_codes(ev["code"].unique().drop_nulls().to_list(), spec).select("code", pl.col("role").alias("_role"))
+    ev = ev.join(roles, on="code", how="left", maintain_order="left")
+    t, role = pl.col("time"), pl.col("_role")
+    series = role.is_in(["measurement", "intervention"])
+    reasons = {
+        "null_time": series & t.is_null(),
+        "before_window": series & (t < 0),
+        "after_window": series & (t > spec.window_hours),
+        "static_after_start": (role == "static") & (t > 0),
+    }
+    flags = ev.select(**{k: v.fill_null(False) for k, v in reasons.items()})
+    keep = pl.Series([True] * ev.height) if ev.height else pl.Series([], dtype=pl.Boolean)
+    for name in reasons:
+        hit = flags[name] & keep
+        if hit.any():
+            dropped[name] += int(hit.sum())
+        keep = keep & ~flags[name]
+    return ev.filter(keep).drop("_role")
+
+
+def _window_starts(events: pl.DataFrame, spec: FeatureSpec, absolute: bool) -> pl.DataFrame:
+    """``subject_id -> _start``; relative times without a start event start at 0."""
+    ws = spec.window_start
+    timed = events.filter(pl.col("time").is_not_null())
+    if ws is not None:
+        codes = [c for c in timed["code"].unique().drop_nulls().to_list() if ws.matches(c)]
+        timed = timed.filter(pl.col("code").is_in(codes))
+    elif not absolute:
+        return events.select("subject_id").unique().with_columns(pl.lit(0.0).alias("_start"))
+    return timed.group_by("subject_id").agg(pl.col("time").min().alias("_start"))
