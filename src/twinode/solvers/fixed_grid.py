@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from twinode.solvers.hermite import hermite_readout
+from twinode.solvers.status import Status, raise_if_failed
 
 METHODS = ("euler", "midpoint", "rk4")
 
@@ -83,4 +84,7 @@ class FixedGridSolver(nn.Module):
         if bwd < 0.0:
             zs, fs, h = self.integrate(z0, t0, bwd, doses, s)
             out = torch.where((rel < 0).unsqueeze(-1), hermite_readout(zs, fs, h, rel.clamp(max=0.0)), out)
+        # A fixed step cannot adapt, so a blow-up shows as non-finite output; name the rows.
+        finite = torch.isfinite(out).flatten(1).all(1)
+        raise_if_failed(self.method, torch.where(finite, Status.SUCCESS.value, Status.NONFINITE.value), out.shape[0])
         return out
