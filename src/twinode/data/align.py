@@ -34,7 +34,7 @@ def align(events: pl.DataFrame, spec: FeatureSpec, dropped: Counter) -> pl.DataF
         hours = (pl.col("time") - pl.col("_start")).dt.total_microseconds().cast(pl.Float64) / _US_PER_HOUR
     else:
         hours = pl.col("time") - pl.col("_start")
-    ev = ev.with_columns(hours.alias("time")).drop("_start")
+    ev = _pair_infusions(ev.with_columns(hours.alias("time")).drop("_start"), spec, dropped)
 
     roles = map_codes(ev["code"].unique().drop_nulls().to_list(), spec).select("code", pl.col("role").alias("_role"))
     ev = ev.join(roles, on="code", how="left", maintain_order="left")
@@ -66,3 +66,29 @@ def _window_starts(events: pl.DataFrame, spec: FeatureSpec, absolute: bool) -> p
     elif not absolute:
         return events.select("subject_id").unique().with_columns(pl.lit(0.0).alias("_start"))
     return timed.group_by("subject_id").agg(pl.col("time").min().alias("_start"))
+
+
+def _pair_infusions(ev: pl.DataFrame, spec: FeatureSpec, dropped: Counter) -> pl.DataFrame:
+    """``duration_h`` for infusion starts from the next ``end_code`` event of the same subject."""
+    paired = [f for f in spec.interventions if f.end_code]
+    if not paired:
+        return ev
+    if "duration_h" not in ev.columns:
+        ev = ev.with_columns(pl.lit(None, pl.Float64).alias("duration_h"))
+    ev = ev.with_row_index("_i")
+    codes = ev["code"].unique().drop_nulls().to_list()
+    for f in paired:
+        mine = [c for c in codes if f.matches(c)]
+        starts = ev.filter(pl.col("code").is_in(mine) & pl.col("time").is_not_null())
+        ends = ev.filter((pl.col("code") == f.end_code) & pl.col("time").is_not_null()).select(
+            "subject_id", pl.col("time").alias("_end"), pl.col("time").alias("_t"))
+        if not starts.height:
+            continue
+        got = starts.sort("time").join_asof(ends.sort("_t"), left_on="time", right_on="_t", by="subject_id", check_sortedness=False, allow_exact_matches=False,
+                                            strategy="forward").select("_i", (pl.col("_end") - pl.col("time")).alias("_d"))
+        unmatched = got["_d"].null_count()
+        if unmatched:
+            dropped[f"infusion_without_end:{f.name}"] += unmatched  # kept as a zero-length dose, counted
+        ev = ev.join(got, on="_i", how="left", maintain_order="left").with_columns(
+            pl.coalesce("_d", "duration_h").alias("duration_h")).drop("_d")
+    return ev.drop("_i")

@@ -12,13 +12,20 @@ from torch.utils.data import DataLoader
 from twinode.data.collate import collate_windows
 from twinode.data.tensorize import Normaliser, TensorizeReport, tensorize
 from twinode.data.windows import ForecastWindows
-from twinode.errors import DataError
+from twinode.errors import ConfigError, DataError
+
+# forecast: history up to a cut, horizon after it (random cuts in training). interpolation and
+# extrapolation are the Latent ODE PhysioNet tasks (see windows.ForecastWindows).
+TASKS = ("forecast", "interpolation", "extrapolation")
 
 
 class TwinDataModule(L.LightningDataModule):
     def __init__(self, source, horizon_h: float = 12.0, batch_size: int = 64, eval_batch_size: int = 256,
-                 num_workers: int = 0, min_history_h: float = 6.0, seed: int = 0):
+                 num_workers: int = 0, min_history_h: float = 6.0, seed: int = 0, task: str = "forecast"):
         super().__init__()
+        if task not in TASKS:
+            raise ConfigError("data.task", task, TASKS)
+        self.task = task
         self.source = source
         self.horizon_h, self.batch_size, self.eval_batch_size = horizon_h, batch_size, eval_batch_size
         self.num_workers, self.min_history_h, self.seed = num_workers, min_history_h, seed
@@ -29,7 +36,10 @@ class TwinDataModule(L.LightningDataModule):
             return
         loaded = self.source.load()
         self.spec, self.dataset_name = loaded.spec, loaded.name
-        records, self.report = tensorize(loaded.events, loaded.spec, source=loaded.name)
+        if loaded.records is not None:  # the source tensorized (and cached) itself
+            records, self.report = loaded.records, loaded.report
+        else:
+            records, self.report = tensorize(loaded.events, loaded.spec, source=loaded.name)
         by_split: dict[str, list] = {"train": [], "tuning": [], "held_out": []}
         for r in records:
             by_split[loaded.splits.get(r.subject_id, "train")].append(r)
@@ -39,11 +49,12 @@ class TwinDataModule(L.LightningDataModule):
                                 hint="check metadata/subject_splits or the split fractions")
         self.normaliser = Normaliser.fit(by_split["train"], len(self.spec.interventions))
         self.splits = {k: [self.normaliser.apply(r) for r in v] for k, v in by_split.items()}
-        self.fingerprint = _fingerprint(loaded.events, self.spec)
+        self.fingerprint = loaded.fingerprint or _fingerprint(loaded.events, self.spec)
         w = self.spec.window_hours
-        self.train_windows = ForecastWindows(self.splits["train"], self.horizon_h, w, "random", self.min_history_h, self.seed)
-        self.val_windows = ForecastWindows(self.splits["tuning"], self.horizon_h, w, "fixed")
-        self.test_windows = ForecastWindows(self.splits["held_out"] or self.splits["tuning"], self.horizon_h, w, "fixed")
+        train_mode, eval_mode = ("random", "fixed") if self.task == "forecast" else (self.task, self.task)
+        self.train_windows = ForecastWindows(self.splits["train"], self.horizon_h, w, train_mode, self.min_history_h, self.seed)
+        self.val_windows = ForecastWindows(self.splits["tuning"], self.horizon_h, w, eval_mode)
+        self.test_windows = ForecastWindows(self.splits["held_out"] or self.splits["tuning"], self.horizon_h, w, eval_mode)
         self._ready = True
 
     @property
@@ -53,7 +64,7 @@ class TwinDataModule(L.LightningDataModule):
 
     def _loader(self, ds, batch_size, shuffle):
         return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, collate_fn=collate_windows,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+                          num_workers=self.num_workers)  # not persistent: workers re-read the epoch-seeded windows
 
     def train_dataloader(self):
         if self.trainer is not None:

@@ -41,6 +41,9 @@ class Feature:
     out_of_range: str = "drop"
     kind: str = "bolus"  # interventions only
     effect_half_life_h: float = 2.0  # interventions only: initial effect-compartment half-life
+    # Infusions only: the exact code that stops the infusion (e.g. INFUSION_END//221906). Each
+    # start is paired with the next stop of the same subject to give its duration.
+    end_code: str | None = None
 
     def __post_init__(self):
         _check_choice(f"features.{self.name}.role", self.role, ROLES)
@@ -54,6 +57,8 @@ class Feature:
                 re.compile(self.code)
             except re.error as exc:
                 raise ConfigError(f"features.{self.name}.code", self.code, hint=f"not a valid regex: {exc}") from exc
+        if self.end_code is not None and (self.role != "intervention" or self.kind != "infusion"):
+            raise ConfigError(f"features.{self.name}.end_code", self.end_code, hint="end_code is for interventions of kind: infusion")
         if self.valid_range is not None:
             lo, hi = self.valid_range
             if not lo < hi:

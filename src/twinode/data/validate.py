@@ -74,7 +74,7 @@ def check_events(raw: RawEvents, report: ValidationReport) -> pl.DataFrame:
             report.notes.append(f"events in {f} were not sorted by subject and time; sorted")
     ev = ev.sort(["subject_id", "time"], maintain_order=True, nulls_last=False)
     key = [c for c in _KEY + ["duration_h"] if c in ev.columns]
-    dup = ~ev.select(key).is_first_distinct()
+    dup = ev.select(~pl.struct(key).is_first_distinct()).to_series()
     if dup.any():
         report.dropped["duplicate_row"] += int(dup.sum())
         report.notes.append(f"{int(dup.sum())} exact duplicate rows dropped (first at {_where(ev.filter(dup).row(0, named=True))})")

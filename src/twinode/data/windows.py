@@ -29,18 +29,24 @@ class Window:
     anchor: float  # last history time: where the twin's latent state lives
 
 
+MODES = ("random", "fixed", "interpolation", "extrapolation")
+
+
 class ForecastWindows(Dataset):
     """One window per subject: history ``t <= cut``, targets ``cut < t <= cut + horizon``.
 
     ``mode="random"`` draws ``cut`` uniformly in ``[min_history_h, window_h - horizon_h]``
     per access (seeded by epoch and index, so workers and DDP ranks agree); ``"fixed"``
-    uses ``window_h - horizon_h``.
+    uses ``window_h - horizon_h``. The Latent ODE PhysioNet tasks ignore ``horizon_h``:
+    ``"interpolation"`` gives the whole window as history and the same points as targets
+    (reconstruction); ``"extrapolation"`` cuts at ``window_h / 2`` (first 24 h -> last 24 h
+    of a 48 h window).
     """
 
     def __init__(self, records: list[SubjectRecord], horizon_h: float, window_h: float, mode: str = "fixed",
                  min_history_h: float = 6.0, seed: int = 0):
-        if mode not in ("random", "fixed"):
-            raise ValueError(f"mode must be 'random' or 'fixed', got {mode!r}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.records = [r for r in records if len(r.times) > 0]
         self.horizon_h, self.window_h, self.mode = float(horizon_h), float(window_h), mode
         self.min_history_h, self.seed, self.epoch = float(min_history_h), seed, 0
@@ -52,6 +58,10 @@ class ForecastWindows(Dataset):
         return len(self.records)
 
     def cut_time(self, idx: int) -> float:
+        if self.mode == "interpolation":
+            return self.window_h
+        if self.mode == "extrapolation":
+            return self.window_h / 2
         last = self.window_h - self.horizon_h
         if self.mode == "fixed":
             return last
@@ -66,7 +76,12 @@ class ForecastWindows(Dataset):
             h = np.zeros_like(h)
             h[0] = True
             cut = float(r.times[0])
-        tg = (r.times > cut) & (r.times <= cut + self.horizon_h)
+        if self.mode == "interpolation":
+            tg = h
+        elif self.mode == "extrapolation":
+            tg = (r.times > cut) & (r.times <= self.window_h)
+        else:
+            tg = (r.times > cut) & (r.times <= cut + self.horizon_h)
         hist_t = r.times[h]
         return Window(r.subject_id, hist_t, r.values[h], r.mask[h], r.times[tg], r.values[tg], r.mask[tg],
                       r.doses, r.static, r.outcome, float(hist_t[-1]))

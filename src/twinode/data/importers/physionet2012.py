@@ -12,7 +12,6 @@ Splits are a fixed hash of the record id: 80% train, 10% tuning, 10% held_out.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import tarfile
@@ -28,6 +27,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from twinode.data.readers import hash_split
 from twinode.errors import DataError
 
 HEADER = "Time,Parameter,Value"
@@ -151,12 +151,6 @@ def read_outcomes(path: Path) -> pl.DataFrame:
     return pl.DataFrame(cols)
 
 
-def split_of(record_id: int) -> str:
-    """Deterministic split from the record id alone: stable across machines and runs."""
-    b = int(hashlib.sha256(str(record_id).encode()).hexdigest()[:8], 16) % 10
-    return "train" if b < 8 else ("tuning" if b == 8 else "held_out")
-
-
 def build_events(rows: pl.DataFrame, outcomes: pl.DataFrame, report: ImportReport, outcomes_file: str) -> pl.DataFrame:
     rows = rows.sort(["f", "row"])
     empty = rows.filter(pl.col("parameter") == "")
@@ -209,7 +203,7 @@ def build_events(rows: pl.DataFrame, outcomes: pl.DataFrame, report: ImportRepor
 
 def write_meds(events: pl.DataFrame, out: Path, report: ImportReport) -> None:
     splits = pl.DataFrame({"subject_id": events["subject_id"].unique().sort()})
-    splits = splits.with_columns(pl.col("subject_id").map_elements(split_of, return_dtype=pl.String).alias("split"))
+    splits = splits.with_columns(pl.col("subject_id").map_elements(hash_split, return_dtype=pl.String).alias("split"))
     report.splits.update(dict(splits.group_by("split").len().iter_rows()))
     data_dir, meta = out / "data", out / "metadata"
     for old in data_dir.rglob("*.parquet") if data_dir.exists() else []:
