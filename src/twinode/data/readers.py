@@ -124,7 +124,10 @@ def _parse_time(frame: pl.DataFrame, path: Path) -> pl.Series:
     given = raw.is_not_null() & (raw != "")
     if (as_hours.is_not_null() | ~given).all():
         return as_hours
-    as_ts = raw.str.to_datetime(time_unit="us", strict=False)
+    try:
+        as_ts = raw.str.to_datetime(time_unit="us", strict=False)
+    except pl.exceptions.ComputeError:  # no single timestamp format fits
+        as_ts = pl.Series("time", [None] * len(raw), pl.Datetime("us"))
     if (as_ts.is_not_null() | ~given).all():
         return as_ts
     parsed = as_ts if as_ts.is_not_null().sum() >= as_hours.is_not_null().sum() else as_hours

@@ -1,0 +1,126 @@
+"""``twinode-data``: check a dataset, or import a challenge distribution into MEDS.
+
+    twinode-data validate PATH [--spec NAME|FILE.yaml] [--json]
+    twinode-data import physionet2012 --archive set-a.tar.gz --outcomes Outcomes-a.txt --out DIR
+
+Exit 0 when the data is usable; otherwise one ``error: ...`` line naming file, subject,
+code and row, and the error's exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+from twinode.errors import ConfigError, TwinodeError
+
+
+def config_dirs() -> list[Path]:
+    """Where ``--spec NAME`` looks for ``data/NAME.yaml``: $TWINODE_CONFIG_DIR, ./configs, the repo's configs."""
+    dirs = [Path(os.environ["TWINODE_CONFIG_DIR"])] if os.environ.get("TWINODE_CONFIG_DIR") else []
+    here = Path(__file__).resolve()
+    return dirs + [Path.cwd() / "configs", here.parents[3] / "configs", here.parents[1] / "configs"]
+
+
+def load_spec(name: str):
+    """A FeatureSpec from ``configs/data/NAME.yaml`` (its ``source.spec``) or from a YAML file path."""
+    from twinode.data.schema import FeatureSpec
+
+    path = Path(name)
+    if not path.suffix:
+        found = [d / "data" / f"{name}.yaml" for d in config_dirs() if (d / "data" / f"{name}.yaml").exists()]
+        if not found:
+            avail = sorted({p.stem for d in config_dirs() if (d / "data").is_dir() for p in (d / "data").glob("*.yaml")})
+            raise ConfigError("--spec", name, avail or None, hint="name a configs/data/<name>.yaml or give a YAML path")
+        path = found[0]
+    if not path.exists():
+        raise ConfigError("--spec", name, hint="no such file")
+    with path.open() as fh:
+        doc = yaml.safe_load(fh) or {}
+    spec = doc.get("source", {}).get("spec") if isinstance(doc.get("source"), dict) else None
+    return FeatureSpec.from_dict(spec if spec is not None else doc, name=None)
+
+
+def _print_report(report, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report.as_dict(), indent=1, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"[bold]{len(report.files)} file(s)[/]: {report.subjects} subjects, {report.events} events, times as {report.time_kind}"
+                  + (f"; spec [bold]{report.spec}[/]: {report.usable_subjects} usable subjects" if report.spec else ""))
+    for note in report.notes:
+        console.print(f"note: {note}")
+    if report.dropped:
+        t = Table("dropped because", "rows", title="Rows not used")
+        for reason, n in sorted(report.dropped.items(), key=lambda kv: -kv[1]):
+            t.add_row(reason, str(n))
+        console.print(t)
+    if report.feature_missing:
+        t = Table("feature", "subjects never observed", title="Missing rates")
+        for name, rate in report.feature_missing.items():
+            t.add_row(name, f"{rate:.1%}")
+        console.print(t)
+    if report.codes is not None:
+        t = Table("code", "events", "subjects", "no value", title=f"Codes (top 25 of {report.codes.height})")
+        for code, n, subj, miss in report.codes.head(25).iter_rows():
+            t.add_row(code, str(n), str(subj), f"{miss:.1%}")
+        console.print(t)
+
+
+def cmd_validate(args) -> int:
+    from twinode.data.validate import validate
+
+    spec = load_spec(args.spec) if args.spec else None
+    report, _ = validate(args.path, spec)
+    _print_report(report, args.json)
+    return 0
+
+
+def cmd_import(args) -> int:
+    from twinode.data.importers.physionet2012 import import_physionet2012
+
+    report = import_physionet2012(args.archive, args.outcomes, args.out)
+    print(f"imported {report.records} records, {report.events} events into {args.out} in {report.seconds:.1f} s; "
+          f"splits {dict(report.splits)}" + (f"; dropped {dict(report.dropped)}" if report.dropped else ""))
+    for note in report.notes:
+        print(f"note: {note}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="twinode-data", description="Check and import datasets for twinode.")
+    sub = p.add_subparsers(dest="command", required=True)
+    v = sub.add_parser("validate", help="schema and content checks, with a report")
+    v.add_argument("path", help="MEDS dataset folder, or a long .csv/.parquet file")
+    v.add_argument("--spec", help="configs/data/<NAME>.yaml (its source.spec) or a FeatureSpec YAML path")
+    v.add_argument("--json", action="store_true", help="print the report as JSON")
+    v.set_defaults(func=cmd_validate)
+    imp = sub.add_parser("import", help="convert a challenge distribution into a MEDS dataset")
+    which = imp.add_subparsers(dest="dataset", required=True)
+    pn = which.add_parser("physionet2012", help="PhysioNet/CinC Challenge 2012 (set-a.tar.gz + Outcomes-a.txt)")
+    pn.add_argument("--archive", required=True)
+    pn.add_argument("--outcomes", required=True)
+    pn.add_argument("--out", required=True)
+    pn.set_defaults(func=cmd_import)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except TwinodeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
