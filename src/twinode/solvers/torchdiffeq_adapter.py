@@ -15,8 +15,8 @@ segment's clock peaks at 2.19x the row's average speed, and the joints still cos
 steps; padded or repeated queries are zero-length segments and cost nothing. Both time
 directions run as one stacked batch of 2B rows when a batch queries both sides.
 
-Not scriptable: export calls :meth:`TorchdiffeqSolver.to_scriptable`, or
-:func:`with_scriptable_solvers` on the whole model.
+Not scriptable: export calls :func:`with_scriptable_solvers` on the whole model (a copy with
+the equivalent :class:`Dopri5Solver` sharing the field), or :meth:`TorchdiffeqSolver.to_scriptable`.
 """
 
 import copy
@@ -27,8 +27,6 @@ from torch import Tensor, nn
 
 from twinode.errors import ConfigError, ExportError, SolverError
 from twinode.solvers.dopri5 import Dopri5Solver
-from twinode.solvers.fixed_grid import METHODS as FIXED_METHODS
-from twinode.solvers.fixed_grid import FixedGridSolver
 
 ADAPTIVE = ("dopri5",)
 
@@ -56,8 +54,9 @@ class _ClockedField(nn.Module):
 class TorchdiffeqSolver(nn.Module):
     """``solver(z0[B,L], t0[B], tq[B,Q], doses, s) -> z[B,Q,L]`` through torchdiffeq.
 
-    ``method`` is any torchdiffeq method; ``options`` go to torchdiffeq unchanged (for the
-    fixed-step methods give ``{"step_size": h}``); ``adjoint=True`` uses ``odeint_adjoint``
+    ``method`` is any torchdiffeq method; ``options`` go to torchdiffeq unchanged. A fixed-step
+    method's ``step_size`` counts in clock units (one query segment is 1, whatever its length
+    in hours), which is why only dopri5 has a scriptable twin; ``adjoint=True`` uses ``odeint_adjoint``
     with the field's parameters and the static/dose inputs as adjoint parameters.
     """
 
@@ -123,10 +122,8 @@ class TorchdiffeqSolver(nn.Module):
         """The equivalent scriptable solver, sharing this solver's field module."""
         if self.method in ADAPTIVE:
             return Dopri5Solver(self.field, rtol=self.rtol, atol=self.atol)
-        if self.method in FIXED_METHODS:
-            return FixedGridSolver(self.field, method=self.method, step=float(self.options.get("step_size", 0.5)))
-        raise ExportError(f"torchdiffeq method {self.method!r} has no scriptable twin; train with one of "
-                          f"{ADAPTIVE + FIXED_METHODS} or call to_scriptable() on a model trained with one")
+        raise ExportError(f"torchdiffeq method {self.method!r} has no scriptable twin: export supports "
+                          f"{', '.join(ADAPTIVE)}; for fixed steps train with FixedGridSolver (solver=rk4) instead")
 
     def __prepare_scriptable__(self):
         raise ExportError("TorchdiffeqSolver cannot be scripted (torchdiffeq.odeint is plain Python). Export a copy "
