@@ -76,7 +76,7 @@ def read_table(path: Path) -> pl.DataFrame:
             raise DataError(f"not a readable parquet file ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})",
                             file=str(path), hint="the file is truncated or not parquet; re-export or re-copy it") from None
     frame = _check_columns(frame, path)
-    return frame.with_columns(pl.lit(str(path)).alias("_file"), pl.int_range(pl.len(), dtype=pl.Int64).alias("_row"))
+    return frame.with_columns(pl.lit(str(path)).cast(pl.Categorical).alias("_file"), pl.int_range(pl.len(), dtype=pl.Int64).alias("_row"))
 
 
 def _read_csv(path: Path) -> pl.DataFrame:

@@ -44,11 +44,6 @@ def _transform(values: np.ndarray, kind: str) -> np.ndarray:
     return values
 
 
-_AGG = {"mean": pl.col("numeric_value").mean(), "last": pl.col("numeric_value").last(),
-        "first": pl.col("numeric_value").first(), "max": pl.col("numeric_value").max(),
-        "min": pl.col("numeric_value").min()}
-
-
 def map_codes(codes: list[str], spec: FeatureSpec) -> pl.DataFrame:
     """``code -> feature, role, channel`` (channel = index within the role) for each distinct code."""
     index = {f.name: i for role in ("measurement", "intervention", "static", "outcome") for i, f in enumerate(spec.by_role(role))}
@@ -141,31 +136,43 @@ def _drop_unusable(rows: pl.DataFrame, report: TensorizeReport) -> pl.DataFrame:
     return rows.filter(pl.col("time").is_not_null())
 
 
+def _combine_same_time(ch: np.ndarray, v: np.ndarray, start: np.ndarray, policies: list[str]) -> np.ndarray:
+    """One value per run of rows with the same (subject, time, channel), by the channel's policy."""
+    idx = np.flatnonzero(start)
+    counts = np.diff(np.append(idx, len(v)))
+    out = v[idx].copy()  # "first", and every single-row run
+    pol = np.array(policies, dtype=object)[ch[idx]]
+    for policy, values in (("mean", lambda: np.add.reduceat(v, idx) / counts), ("last", lambda: v[idx + counts - 1]),
+                           ("max", lambda: np.maximum.reduceat(v, idx)), ("min", lambda: np.minimum.reduceat(v, idx))):
+        sel = pol == policy
+        if sel.any():
+            out[sel] = values()[sel]
+    return out
+
+
 def _measurements(ev, spec, report, subjects):
     feats = spec.measurements
-    m = _drop_unusable(ev.filter(pl.col("role") == "measurement"), report)
-    parts = []
-    for policy in sorted({f.duplicates for f in feats}):
-        chans = [i for i, f in enumerate(feats) if f.duplicates == policy]
-        sub = m.filter(pl.col("channel").is_in(chans))
-        if sub.height:
-            parts.append(sub.group_by(["subject_id", "time", "channel"], maintain_order=True)
-                         .agg(_AGG[policy].cast(pl.Float64), pl.len().alias("n")))
     D = len(feats)
-    if not parts:
+    # Stable sort: rows at the same time keep their input order, which "first"/"last" rely on.
+    m = _drop_unusable(ev.filter(pl.col("role") == "measurement"), report).sort(
+        ["subject_id", "time", "channel"], maintain_order=True)
+    if not m.height:
         return np.zeros(0, np.float32), np.zeros((0, D), np.float32), np.zeros((0, D), np.float32), _bounds(np.zeros(0), subjects)
-    agg = pl.concat(parts).sort(["subject_id", "time"], maintain_order=True)
-    dup = agg.group_by("channel").agg((pl.col("n") - 1).sum().alias("d")).filter(pl.col("d") > 0)
-    for ch, d in dup.iter_rows():
-        report.dropped[f"duplicate_combined:{feats[ch].name}"] += int(d)
-    sid, t = agg["subject_id"].to_numpy(), agg["time"].to_numpy()
-    ch, v = agg["channel"].to_numpy(), agg["numeric_value"].to_numpy().copy()
+    sid, t = m["subject_id"].to_numpy(), m["time"].to_numpy()
+    ch, v = m["channel"].to_numpy().astype(np.int64), m["numeric_value"].to_numpy().astype(np.float64)
+    same_time = np.zeros(len(sid), bool)
+    same_time[1:] = (sid[1:] == sid[:-1]) & (t[1:] == t[:-1])
+    run = ~(same_time & np.append(False, ch[1:] == ch[:-1]))
+    v = _combine_same_time(ch, v, run, [f.duplicates for f in feats])
+    dups = np.bincount(ch, minlength=D) - np.bincount(ch[run], minlength=D)
+    for c in np.flatnonzero(dups):
+        report.dropped[f"duplicate_combined:{feats[c].name}"] += int(dups[c])
+    sid, t, ch, same_time = sid[run], t[run], ch[run], same_time[run]
     for c, f in enumerate(feats):
         if f.transform != "identity":
             sel = ch == c
             v[sel] = _transform(v[sel], f.transform)
-    new = np.ones(len(sid), bool)
-    new[1:] = (sid[1:] != sid[:-1]) | (t[1:] != t[:-1])
+    new = ~same_time
     row = np.cumsum(new) - 1
     values = np.zeros((int(new.sum()), D), np.float32)
     mask = np.zeros_like(values)
