@@ -102,9 +102,10 @@ def _first_bad(frame: pl.DataFrame, col: str, parsed: pl.Series) -> tuple[int, s
 
 def _parse_int(frame: pl.DataFrame, col: str, path: Path) -> pl.Series:
     parsed = frame[col].str.strip_chars().cast(pl.Int64, strict=False)
-    if parsed.null_count() != frame[col].null_count() or (frame[col].str.strip_chars() == "").any():
-        i, raw = _first_bad(frame, col, parsed) if (parsed.is_null() & frame[col].is_not_null()).any() else (0, "")
-        raise DataError(f"column '{col}' expects integers, got {raw!r}", file=str(path), row=i, hint="subject ids must be whole numbers")
+    if parsed.null_count():  # empty cells included: every event needs a subject
+        i = int(parsed.is_null().arg_true()[0])
+        raise DataError(f"column '{col}' expects integers, got {frame[col][i]!r}", file=str(path), row=i,
+                        hint="subject ids must be whole numbers")
     return parsed
 
 

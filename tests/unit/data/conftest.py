@@ -8,7 +8,6 @@ import tarfile
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest

@@ -191,3 +191,9 @@ def test_hash_split_is_deterministic_and_roughly_80_10_10():
     assert splits == [hash_split(i) for i in range(5000)]
     share = {s: splits.count(s) / 5000 for s in ("train", "tuning", "held_out")}
     assert 0.77 < share["train"] < 0.83 and 0.08 < share["tuning"] < 0.12 and 0.08 < share["held_out"] < 0.12
+
+
+def test_empty_subject_id_cell_in_csv(tmp_path):
+    p = _csv(tmp_path, "subject_id,time,code,numeric_value\n1,0,A,1\n,1,A,1\n")
+    with pytest.raises(DataError, match=r"expects integers, got None.*row=1"):
+        read_events(p)
