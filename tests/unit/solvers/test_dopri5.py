@@ -88,8 +88,14 @@ def test_gradcheck():
     s = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
     solver = Dopri5Solver(Linear(DAMPED), rtol=1e-9, atol=1e-9)
     assert torch.autograd.gradcheck(lambda z, ss: solver(z, t0, tq, no_doses(2), ss), (z0, s))
-    assert torch.autograd.gradcheck(lambda A: _solve_with_A(A, z0.detach(), t0, tq),
-                                    (DAMPED.clone().requires_grad_(True),))
+
+
+@pytest.mark.slow
+def test_gradcheck_field_parameters():
+    t0 = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    tq = torch.tensor([[-0.6, 0.5, 1.0], [0.2, 1.7, 1.0]], dtype=torch.float64)
+    z0 = torch.randn(2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    assert torch.autograd.gradcheck(lambda A: _solve_with_A(A, z0, t0, tq), (DAMPED.clone().requires_grad_(True),))
 
 
 def _solve_with_A(A, z0, t0, tq):
