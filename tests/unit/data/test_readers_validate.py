@@ -197,3 +197,19 @@ def test_empty_subject_id_cell_in_csv(tmp_path):
     p = _csv(tmp_path, "subject_id,time,code,numeric_value\n1,0,A,1\n,1,A,1\n")
     with pytest.raises(DataError, match=r"expects integers, got None.*row=1"):
         read_events(p)
+
+
+def test_back_to_back_infusions_pair_with_their_own_end(tmp_path):
+    p = _csv(tmp_path, "subject_id,time,code,numeric_value\n1,0,ICU_ADMISSION//X,\n1,0.5,LAB//HR,80\n"
+                       "1,1,INFUSION_START//INS,2\n1,2,INFUSION_END//INS,2\n1,2,INFUSION_START//INS,4\n"
+                       "1,5,INFUSION_END//INS,12\n1,6,INFUSION_START//INS,1\n")
+    report, records = validate(p, SPEC)
+    np.testing.assert_allclose(records[0].doses[:, [0, 2, 3]], [[1, 2, 1], [2, 4, 3], [6, 1, 0]])
+    assert report.dropped["infusion_without_end:INS"] == 1
+
+
+def test_every_row_is_used_or_counted(tiny_meds):
+    report, records = validate(tiny_meds, SPEC)
+    used = sum(int(r.mask.sum()) + len(r.doses) + int(np.isfinite(r.static).sum()) + int(np.isfinite(r.outcome))
+               for r in records)
+    assert used + sum(report.dropped.values()) == report.events == 12 * 11
