@@ -62,7 +62,10 @@ class MLPField(nn.Module):
         nn.init.normal_(out.weight, std=1e-2)
         nn.init.zeros_(out.bias)
         self.net = nn.Sequential(*body, out)
+        # A direct linear path from the dose effect: gives the dose response a gradient from
+        # the first step, while the MLP learns its nonlinear part.
+        self.control = nn.Linear(n_interventions, latent_dim, bias=False)
 
     def forward(self, t: Tensor, z: Tensor, doses: Tensor, s: Tensor) -> Tensor:
         u = self.dose_effect(t, doses)
-        return self.net(torch.cat([z, u, s], dim=-1))
+        return self.net(torch.cat([z, u, s], dim=-1)) + self.control(u)

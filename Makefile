@@ -1,0 +1,52 @@
+# twinode: `make train` and `make test` set up a fresh machine (a .venv here) and run.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# CPU wheel unless a CUDA driver is present (a bare `torch` requirement pulls a multi-GB CUDA build).
+TORCH_CPU ?= torch==2.13.0
+HAS_CUDA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
+
+.PHONY: help venv install install-dev train test test-slow test-all bench lint clean
+
+help:
+	@echo "make train      set up .venv and train the default twin on the embedded cohort"
+	@echo "make test       set up .venv with dev extras and run the test suite"
+	@echo "make test-slow  run the slow suites (real data, long training)"
+	@echo "make bench      run the benchmark scripts"
+
+$(VENV)/.created:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	@if [ -z "$(HAS_CUDA)" ]; then $(PIP) install --quiet "$(TORCH_CPU)"; fi
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.created pyproject.toml
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.created pyproject.toml
+	$(PIP) install --quiet -e ".[dev,wandb]"
+	touch $@ $(VENV)/.installed
+
+venv: $(VENV)/.created
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+train: $(VENV)/.installed
+	$(VENV)/bin/twinode-train $(ARGS)
+
+test: $(VENV)/.installed-dev
+	$(PY) -m pytest -m "not slow and not gpu" -q $(ARGS)
+
+test-slow: $(VENV)/.installed-dev
+	$(PY) -m pytest -m "slow and not gpu" -q $(ARGS)
+
+test-all: $(VENV)/.installed-dev
+	$(PY) -m pytest -q $(ARGS)
+
+bench: $(VENV)/.installed-dev
+	@for s in scripts/bench_*.py; do echo "== $$s"; $(PY) $$s || exit 1; done
+
+clean:
+	rm -rf outputs multirun mlartifacts mlflow.db .pytest_cache

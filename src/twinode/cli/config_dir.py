@@ -1,0 +1,19 @@
+"""Locate the Hydra config folder: $TWINODE_CONFIG_DIR, ./configs, or the source checkout's."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def config_dir() -> str:
+    candidates = []
+    if os.environ.get("TWINODE_CONFIG_DIR"):
+        candidates.append(Path(os.environ["TWINODE_CONFIG_DIR"]))
+    candidates.append(Path.cwd() / "configs")
+    candidates.append(Path(__file__).resolve().parents[3] / "configs")  # src/twinode/cli -> repo root
+    for c in candidates:
+        if (c / "train.yaml").is_file():
+            return str(c.resolve())
+    raise SystemExit(f"error: no twinode configs found (looked in {', '.join(map(str, candidates))}); "
+                     "set TWINODE_CONFIG_DIR to the folder holding train.yaml")

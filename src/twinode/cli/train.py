@@ -1,0 +1,56 @@
+"""twinode-train: Hydra entry point for training a twin."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TWINODE_ROOT", str(Path.cwd().resolve()))
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from twinode.cli.config_dir import config_dir  # noqa: E402
+from twinode.errors import TwinodeError  # noqa: E402
+
+
+def _report(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from twinode.tracking.mlflow_store import ui_command
+
+    table = Table(title="twinode: training finished", show_header=False)
+    for key in ("val/forecast_mae", "val/forecast_mae_locf", "val/forecast_nll"):
+        if key in result.metrics:
+            table.add_row(key, f"{result.metrics[key]:.4f}")
+    console = Console()
+    console.print(table)
+    # Paths and commands as plain lines, so they can be copied whole.
+    if result.run_id:
+        print(f"MLflow run id:   {result.run_id}")
+        print(f"MLflow UI:       {ui_command(result.tracking_uri)}")
+    print(f"exported twin:   {result.twin_path if result.twin_path else '(export disabled)'}")
+    print(f"best checkpoint: {result.best_checkpoint}")
+
+
+@hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
+def _main(cfg: DictConfig) -> float | None:
+    from twinode.training.pipeline import train
+
+    try:
+        result = train(cfg)
+    except TwinodeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    _report(result)
+    return result.metrics.get("val/forecast_mae")  # the objective for sweepers
+
+
+def main() -> None:
+    _main()
+
+
+if __name__ == "__main__":
+    main()

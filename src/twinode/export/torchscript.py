@@ -1,0 +1,101 @@
+"""Script the trained twin into ``twin.pt`` with its metadata (the export contract)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import torch
+
+from twinode.data.schema import FeatureSpec
+from twinode.errors import ExportError
+from twinode.export.predictor import TwinPredictor
+from twinode.models.twin import PatientTwin
+from twinode.solvers import TorchdiffeqSolver, with_scriptable_solvers
+
+FORMAT_VERSION = 1
+METADATA_FILE = "twinode.json"
+
+
+def weights_sha256(module: torch.nn.Module) -> str:
+    """sha256 over every parameter and buffer, in name order: identifies the weights."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def build_predictor(twin: PatientTwin, normaliser: dict, spec: FeatureSpec) -> TwinPredictor:
+    log1p = [f.transform == "log1p" for f in spec.measurements]
+    return TwinPredictor(twin, normaliser["meas_mean"], normaliser["meas_std"], normaliser["static_mean"],
+                         normaliser["static_std"], normaliser["dose_scale"], log1p)
+
+
+def export_metadata(predictor: TwinPredictor, spec: FeatureSpec, normaliser: dict, *, solver: dict,
+                    run_id: str | None, data_fingerprint: str | None) -> dict:
+    return {
+        "format_version": FORMAT_VERSION,
+        "time_unit": "hours",
+        "measurements": [{"name": f.name, "unit": f.unit, "transform": f.transform} for f in spec.measurements],
+        "interventions": [{"name": f.name, "unit": f.unit, "kind": f.kind} for f in spec.interventions],
+        "statics": [{"name": f.name, "unit": f.unit} for f in spec.statics],
+        "outcomes": [f.name for f in spec.outcomes],
+        "dataset": spec.name,
+        "normalisation": normaliser,
+        "solver": solver,
+        "training_run_id": run_id,
+        "data_fingerprint": data_fingerprint,
+        "weights_sha256": weights_sha256(predictor),
+        "methods": ["forecast"],
+    }
+
+
+def export_twin(twin: PatientTwin, normaliser: dict, spec: FeatureSpec, path: str | Path, *, solver: dict,
+                run_id: str | None = None, data_fingerprint: str | None = None) -> Path:
+    """Script the twin (the trained module itself) and save it with ``twinode.json``."""
+    path = Path(path)
+    was_training = twin.training
+    twin.eval()
+    try:
+        # A torchdiffeq solver cannot be scripted: export the same weights with the equivalent
+        # scriptable solver. Otherwise the trained module itself is scripted.
+        if any(isinstance(m, TorchdiffeqSolver) for m in twin.modules()):
+            twin = with_scriptable_solvers(twin)
+            solver = {**solver, "exported_as": type(twin.solver).__name__}
+        predictor = build_predictor(twin, normaliser, spec).cpu()
+        try:
+            scripted = torch.jit.script(predictor)
+        except Exception as exc:  # scripting errors are long; keep the cause, say what to do
+            raise ExportError(f"could not script the twin: {str(exc).splitlines()[0]}. "
+                              "Use a scriptable solver (solver=rk4 or solver=dopri5) for export.") from exc
+        meta = export_metadata(predictor, spec, normaliser, solver=solver, run_id=run_id, data_fingerprint=data_fingerprint)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        torch.jit.save(scripted, buf, _extra_files={METADATA_FILE: json.dumps(meta, indent=2)})
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_bytes(buf.getvalue())
+        tmp.replace(path)  # atomic: a crash never leaves a half-written twin.pt
+    finally:
+        twin.train(was_training)
+    return path
+
+
+def load_twin(path: str | Path) -> tuple[torch.jit.ScriptModule, dict]:
+    """Load ``twin.pt`` and its metadata, with a clear error for a missing or corrupt file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"twin file not found: {path}")
+    extra = {METADATA_FILE: ""}
+    try:
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    except Exception as exc:
+        raise ExportError(f"{path} is not a loadable TorchScript twin ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+                          "re-export it with twinode-export") from exc
+    try:
+        meta = json.loads(extra[METADATA_FILE])
+    except json.JSONDecodeError as exc:
+        raise ExportError(f"{path} has no valid {METADATA_FILE} metadata; re-export it with twinode-export") from exc
+    return module, meta

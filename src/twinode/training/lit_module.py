@@ -1,0 +1,107 @@
+"""LightningModule that trains a PatientTwin. The twin stays plain torch; this adds the
+objective, metrics, optimiser and logging around it."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torchmetrics import MeanMetric
+
+from twinode.data.collate import Batch
+from twinode.errors import SolverError
+from twinode.models.decoders import gaussian_nll
+from twinode.models.twin import PatientTwin
+from twinode.training.losses import kl_standard_normal, kl_weight
+from twinode.training.metrics import locf_forecast, masked_abs_error
+
+
+class TwinLitModule(L.LightningModule):
+    def __init__(self, twin: PatientTwin, lr: float = 3e-3, weight_decay: float = 1e-5, kl_target: float = 1.0,
+                 kl_anneal_epochs: int = 10, recon_weight: float = 1.0, lr_min_factor: float = 0.1,
+                 metadata: dict | None = None):
+        super().__init__()
+        self.twin = twin
+        self.lr, self.weight_decay, self.lr_min_factor = lr, weight_decay, lr_min_factor
+        self.kl_target, self.kl_anneal_epochs, self.recon_weight = kl_target, kl_anneal_epochs, recon_weight
+        # Everything needed to rebuild and export the twin from a checkpoint alone.
+        self.metadata = metadata or {}
+        self.val_mae, self.val_mae_locf, self.val_nll = MeanMetric(), MeanMetric(), MeanMetric()
+
+    def _objective(self, b: Batch, sample: bool) -> dict[str, torch.Tensor]:
+        s_emb = self.twin.embed_static(b.static, b.static_m)
+        z_mean, z_log_std = self.twin.encode(b.hist_t, b.hist_x, b.hist_m, b.hist_len, s_emb)
+        z = z_mean + torch.exp(z_log_std) * torch.randn_like(z_mean) if (sample and self.twin.variational) else z_mean
+        tq = torch.cat([b.hist_t, b.tgt_t], dim=1)
+        mean, log_std = self.twin.decode_at(z, b.anchor, tq, b.doses, s_emb)
+        n = b.hist_t.shape[1]
+        nll_r, cnt_r = gaussian_nll(b.hist_x, b.hist_m, mean[:, :n], log_std[:, :n])
+        nll_f, cnt_f = gaussian_nll(b.tgt_x, b.tgt_m, mean[:, n:], log_std[:, n:])
+        kl = kl_standard_normal(z_mean, z_log_std).sum() if self.twin.variational else torch.zeros((), device=z.device)
+        beta = kl_weight(self.current_epoch, self.kl_target, self.kl_anneal_epochs)
+        denom = (cnt_f + self.recon_weight * cnt_r).clamp(min=1.0)
+        loss = (nll_f + self.recon_weight * nll_r + beta * kl) / denom
+        return {"loss": loss, "nll_f": nll_f, "cnt_f": cnt_f, "kl": kl / len(b), "mean_f": mean[:, n:]}
+
+    def _check_finite(self, loss: torch.Tensor, b: Batch, stage: str) -> None:
+        if not torch.isfinite(loss):
+            ids = b.subject_id.tolist()
+            raise SolverError(
+                f"non-finite {stage} loss at epoch {self.current_epoch} on subjects {ids[:20]}{'...' if len(ids) > 20 else ''}; "
+                "try a smaller learning rate (model.lr), a fixed-step solver (solver=rk4) or gradient clipping "
+                "(trainer.gradient_clip_val)"
+            )
+
+    def _guarded_objective(self, b: Batch, sample: bool) -> dict[str, torch.Tensor]:
+        try:
+            return self._objective(b, sample)
+        except SolverError as exc:  # rows of the batch -> the subjects a user can look up
+            rows = getattr(exc, "rows", None)
+            if rows is None:
+                raise
+            ids = b.subject_id[torch.as_tensor(rows, dtype=torch.long)].tolist()
+            raise SolverError(f"{exc} Subjects: {ids}.") from exc
+
+    def training_step(self, b: Batch, batch_idx: int):
+        out = self._guarded_objective(b, sample=True)
+        self._check_finite(out["loss"], b, "training")
+        self.log("train/loss", out["loss"], prog_bar=True, batch_size=len(b))
+        self.log("train/kl", out["kl"], batch_size=len(b))
+        return out["loss"]
+
+    def validation_step(self, b: Batch, batch_idx: int):
+        out = self._guarded_objective(b, sample=False)
+        self._check_finite(out["loss"], b, "validation")
+        locf, seen = locf_forecast(b.hist_x, b.hist_m, b.tgt_t.shape[1])
+        mask = b.tgt_m * seen
+        err, cnt = masked_abs_error(out["mean_f"], b.tgt_x, mask)
+        err_locf, _ = masked_abs_error(locf, b.tgt_x, mask)
+        if cnt > 0:
+            self.val_mae.update(err / cnt, weight=cnt)
+            self.val_mae_locf.update(err_locf / cnt, weight=cnt)
+        if out["cnt_f"] > 0:
+            self.val_nll.update(out["nll_f"] / out["cnt_f"], weight=out["cnt_f"])
+        self.log("val/loss", out["loss"], batch_size=len(b), sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log("val/forecast_mae", self.val_mae.compute(), prog_bar=True, sync_dist=False)
+        self.log("val/forecast_mae_locf", self.val_mae_locf.compute(), sync_dist=False)
+        self.log("val/forecast_nll", self.val_nll.compute(), sync_dist=False)
+        for m in (self.val_mae, self.val_mae_locf, self.val_nll):
+            m.reset()
+
+    def on_train_epoch_start(self) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is not None and hasattr(dm, "train_windows"):
+            dm.train_windows.set_epoch(self.current_epoch)
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        max_epochs = self.trainer.max_epochs if self.trainer and self.trainer.max_epochs and self.trainer.max_epochs > 0 else 100
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max_epochs, eta_min=self.lr * self.lr_min_factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["twinode"] = self.metadata
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.metadata = checkpoint.get("twinode", self.metadata)

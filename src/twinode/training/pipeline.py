@@ -1,0 +1,125 @@
+"""The training job: config -> data -> twin -> Lightning fit -> best weights -> twin.pt -> MLflow.
+
+Everything is built from the Hydra config with ``_target_``; the CLI only composes the
+config and calls :func:`train`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import MLFlowLogger
+from omegaconf import DictConfig, OmegaConf
+
+from twinode.errors import ConfigError
+from twinode.export.torchscript import export_twin
+from twinode.tracking.mlflow_store import ensure_store, environment_tags
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    twin_path: Path | None
+    best_checkpoint: str | None
+    metrics: dict[str, float]
+    run_id: str | None
+    tracking_uri: str | None
+
+
+def _loggers(cfg: DictConfig) -> list:
+    if not cfg.get("logger"):
+        return []
+    if "wandb" in cfg.logger and not os.environ.get("WANDB_API_KEY") and not os.environ.get("WANDB_MODE"):
+        os.environ["WANDB_MODE"] = "offline"  # no key: keep the run local, sync later with `wandb sync`
+    loggers = []
+    for name, lg_cfg in cfg.logger.items():
+        if not isinstance(lg_cfg, DictConfig) or "_target_" not in lg_cfg:
+            raise ConfigError(f"logger.{name}", lg_cfg, hint="each logger entry needs a _target_")
+        if "MLFlowLogger" in lg_cfg._target_:
+            ensure_store(lg_cfg.tracking_uri)
+        loggers.append(instantiate(lg_cfg))
+    return loggers
+
+
+def _callbacks(cfg: DictConfig) -> list:
+    return [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+
+
+def build_twin(cfg: DictConfig, dims: dict, spec) -> torch.nn.Module:
+    half_lives = [f.effect_half_life_h for f in spec.interventions]
+    solver = instantiate(cfg.solver)
+    return instantiate(cfg.model.twin)(**dims, solver=solver, half_life_h=half_lives or None)
+
+
+def train(cfg: DictConfig) -> TrainResult:
+    L.seed_everything(cfg.seed, workers=True)
+    if cfg.get("cpu_threads"):
+        torch.set_num_threads(int(cfg.cpu_threads))
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    twin = build_twin(cfg, dm.dims, dm.spec)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    metadata = {"config": resolved, "dims": dm.dims, "spec": dm.spec.to_dict(),
+                "normaliser": dm.normaliser.as_dict(), "data_fingerprint": dm.fingerprint}
+    lit = instantiate(cfg.model.lit)(twin=twin, metadata=metadata)
+
+    loggers = _loggers(cfg)
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=_callbacks(cfg))
+    mlf = next((lg for lg in loggers if isinstance(lg, MLFlowLogger)), None)
+    if mlf is not None:
+        client, run_id = mlf.experiment, mlf.run_id
+        for key, value in {**environment_tags(cfg.paths.root_dir), "twinode.data_fingerprint": dm.fingerprint,
+                           "twinode.dataset": dm.dataset_name}.items():
+            client.set_tag(run_id, key, value)
+        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        client.log_artifact(run_id, str(output_dir / "config.yaml"))
+        (output_dir / "data_report.json").write_text(json.dumps(dm.report.as_dict(), indent=2))
+        client.log_artifact(run_id, str(output_dir / "data_report.json"))
+    for lg in loggers:
+        lg.log_hyperparams(_flat_params(resolved))
+
+    trainer.fit(lit, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+
+    best = getattr(trainer.checkpoint_callback, "best_model_path", None) or None
+    if best:
+        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+        lit.load_state_dict(state)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    if best:  # final metrics of the weights that get exported
+        final = trainer.validate(lit, datamodule=dm, verbose=False)
+        metrics.update({k: float(v) for k, v in (final[0] if final else {}).items()})
+
+    twin_path = None
+    if cfg.get("export", True) and trainer.is_global_zero:
+        twin_path = export_twin(
+            lit.twin, dm.normaliser.as_dict(), dm.spec, output_dir / "twin.pt",
+            solver={k: v for k, v in OmegaConf.to_container(cfg.solver, resolve=True).items() if not k.startswith("_")},
+            run_id=mlf.run_id if mlf else None, data_fingerprint=dm.fingerprint,
+        )
+        if mlf is not None:
+            mlf.experiment.log_artifact(mlf.run_id, str(twin_path))
+    return TrainResult(output_dir, twin_path, best, metrics, mlf.run_id if mlf else None,
+                       cfg.logger.mlflow.tracking_uri if mlf else None)
+
+
+def _flat_params(d: dict, prefix: str = "") -> dict:
+    """Flatten the resolved config into MLflow params (keys joined by '.')."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat_params(v, key + "."))
+        elif key.startswith(("hydra.", "data.source.spec")):
+            continue  # large and logged as config.yaml instead
+        else:
+            out[key] = v
+    return out
