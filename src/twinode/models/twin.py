@@ -23,10 +23,12 @@ from twinode.solvers import FixedGridSolver
 
 class PatientTwin(nn.Module):
     variational: Final[bool]
+    has_risk: Final[bool]
 
     def __init__(self, n_measurements: int, n_static: int, n_interventions: int, solver=None,
                  latent_dim: int = 16, hidden: int = 64, encoder_hidden: int = 64, static_embed: int = 8,
-                 field_layers: int = 2, half_life_h: Optional[List[float]] = None, variational: bool = True):
+                 field_layers: int = 2, half_life_h: Optional[List[float]] = None, variational: bool = True,
+                 risk_head: bool = False):
         super().__init__()
         if n_measurements < 1:
             raise ValueError(f"a twin needs at least one measurement channel, got n_measurements={n_measurements}")
@@ -39,6 +41,9 @@ class PatientTwin(nn.Module):
         make_solver = solver if solver is not None else FixedGridSolver
         self.solver = make_solver(field=field)
         self.decoder = GaussianDecoder(latent_dim, n_measurements, hidden)
+        # Outcome risk (e.g. in-hospital death) from the latent state at the anchor.
+        self.has_risk = risk_head
+        self.risk_net = nn.Sequential(nn.Linear(latent_dim + static_embed, hidden), nn.Tanh(), nn.Linear(hidden, 1)) if risk_head else nn.Identity()
 
     def embed_static(self, s: Tensor, s_known: Tensor) -> Tensor:
         return self.static_net(torch.cat([s * s_known, s_known], dim=-1))
@@ -50,6 +55,12 @@ class PatientTwin(nn.Module):
         """Predictive mean and log-std ``[B, Q, D]`` (normalised units) at query times ``tq [B, Q]``."""
         zq = self.solver(z_a, anchor, tq, doses, s_emb)
         return self.decoder(zq)
+
+    def risk_logit(self, z_a: Tensor, s_emb: Tensor) -> Tensor:
+        """Logit of the outcome ``[B]`` from the anchor state; raises when there is no risk head."""
+        if not self.has_risk:
+            raise RuntimeError("this twin has no risk head (train with model.twin.risk_head=true and an outcome feature)")
+        return self.risk_net(torch.cat([z_a, s_emb], dim=-1)).squeeze(-1)
 
     def forward(self, hist_t: Tensor, hist_x: Tensor, hist_m: Tensor, hist_len: Tensor, anchor: Tensor,
                 static: Tensor, static_known: Tensor, doses: Tensor, tq: Tensor) -> tuple[Tensor, Tensor]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 from torchmetrics import MeanMetric
+from torchmetrics.classification import BinaryAUROC, BinaryAveragePrecision
 
 from twinode.data.collate import Batch
 from twinode.errors import SolverError
@@ -17,7 +18,7 @@ from twinode.training.metrics import locf_forecast, masked_abs_error
 
 class TwinLitModule(L.LightningModule):
     def __init__(self, twin: PatientTwin, lr: float = 3e-3, weight_decay: float = 1e-5, kl_target: float = 1.0,
-                 kl_anneal_epochs: int = 10, recon_weight: float = 1.0, lr_min_factor: float = 0.1,
+                 kl_anneal_epochs: int = 10, recon_weight: float = 1.0, lr_min_factor: float = 0.1, risk_weight: float = 0.1,
                  metadata: dict | None = None):
         super().__init__()
         self.twin = twin
@@ -26,6 +27,8 @@ class TwinLitModule(L.LightningModule):
         # Everything needed to rebuild and export the twin from a checkpoint alone.
         self.metadata = metadata or {}
         self.val_mae, self.val_mae_locf, self.val_nll = MeanMetric(), MeanMetric(), MeanMetric()
+        self.risk_weight = risk_weight
+        self.val_auroc, self.val_auprc = BinaryAUROC(), BinaryAveragePrecision()
 
     def _objective(self, b: Batch, sample: bool) -> dict[str, torch.Tensor]:
         s_emb = self.twin.embed_static(b.static, b.static_m)
@@ -40,7 +43,13 @@ class TwinLitModule(L.LightningModule):
         beta = kl_weight(self.current_epoch, self.kl_target, self.kl_anneal_epochs)
         denom = (cnt_f + self.recon_weight * cnt_r).clamp(min=1.0)
         loss = (nll_f + self.recon_weight * nll_r + beta * kl) / denom
-        return {"loss": loss, "nll_f": nll_f, "cnt_f": cnt_f, "kl": kl / len(b), "mean_f": mean[:, n:]}
+        out = {"loss": loss, "nll_f": nll_f, "cnt_f": cnt_f, "kl": kl / len(b), "mean_f": mean[:, n:]}
+        known = torch.isfinite(b.outcome)
+        if self.twin.has_risk and bool(known.any()):
+            logit = self.twin.risk_logit(z_mean, s_emb)[known]
+            bce = torch.nn.functional.binary_cross_entropy_with_logits(logit, b.outcome[known])
+            out.update(loss=loss + self.risk_weight * bce, bce=bce, risk_logit=logit, risk_label=b.outcome[known])
+        return out
 
     def _check_finite(self, loss: torch.Tensor, b: Batch, stage: str) -> None:
         if not torch.isfinite(loss):
@@ -66,6 +75,8 @@ class TwinLitModule(L.LightningModule):
         self._check_finite(out["loss"], b, "training")
         self.log("train/loss", out["loss"], prog_bar=True, batch_size=len(b))
         self.log("train/kl", out["kl"], batch_size=len(b))
+        if "bce" in out:
+            self.log("train/risk_bce", out["bce"], batch_size=len(b))
         return out["loss"]
 
     def validation_step(self, b: Batch, batch_idx: int):
@@ -81,12 +92,20 @@ class TwinLitModule(L.LightningModule):
         if out["cnt_f"] > 0:
             self.val_nll.update(out["nll_f"] / out["cnt_f"], weight=out["cnt_f"])
         self.log("val/loss", out["loss"], batch_size=len(b), sync_dist=True)
+        if "risk_logit" in out:
+            self.val_auroc.update(torch.sigmoid(out["risk_logit"]), out["risk_label"].long())
+            self.val_auprc.update(torch.sigmoid(out["risk_logit"]), out["risk_label"].long())
+            self._risk_seen = True
 
     def on_validation_epoch_end(self) -> None:
         self.log("val/forecast_mae", self.val_mae.compute(), prog_bar=True, sync_dist=False)
         self.log("val/forecast_mae_locf", self.val_mae_locf.compute(), sync_dist=False)
         self.log("val/forecast_nll", self.val_nll.compute(), sync_dist=False)
-        for m in (self.val_mae, self.val_mae_locf, self.val_nll):
+        if getattr(self, "_risk_seen", False):
+            self.log("val/risk_auroc", self.val_auroc.compute())
+            self.log("val/risk_auprc", self.val_auprc.compute())
+            self._risk_seen = False
+        for m in (self.val_mae, self.val_mae_locf, self.val_nll, self.val_auroc, self.val_auprc):
             m.reset()
 
     def on_train_epoch_start(self) -> None:

@@ -54,7 +54,11 @@ def _callbacks(cfg: DictConfig) -> list:
 def build_twin(cfg: DictConfig, dims: dict, spec) -> torch.nn.Module:
     half_lives = [f.effect_half_life_h for f in spec.interventions]
     solver = instantiate(cfg.solver)
-    return instantiate(cfg.model.twin)(**dims, solver=solver, half_life_h=half_lives or None)
+    make = instantiate(cfg.model.twin)
+    extra = {}
+    if cfg.model.twin.get("risk_head") and not spec.outcomes:
+        extra["risk_head"] = False  # nothing to learn it from
+    return make(**dims, solver=solver, half_life_h=half_lives or None, **extra)
 
 
 def train(cfg: DictConfig) -> TrainResult:
