@@ -11,6 +11,7 @@ import torch
 
 from twinode.data.schema import FeatureSpec
 from twinode.errors import ExportError
+from twinode.export.checks import MAX_SPAN_H
 from twinode.export.predictor import TwinPredictor
 from twinode.models.twin import PatientTwin
 from twinode.solvers import TorchdiffeqSolver, with_scriptable_solvers
@@ -39,9 +40,12 @@ def export_metadata(predictor: TwinPredictor, spec: FeatureSpec, normaliser: dic
     return {
         "format_version": FORMAT_VERSION,
         "time_unit": "hours",
-        "measurements": [{"name": f.name, "unit": f.unit, "transform": f.transform} for f in spec.measurements],
-        "interventions": [{"name": f.name, "unit": f.unit, "kind": f.kind} for f in spec.interventions],
-        "statics": [{"name": f.name, "unit": f.unit} for f in spec.statics],
+        # code + match let a consumer map raw event codes (e.g. MEDS "LAB//220045//bpm") to channels.
+        "measurements": [{"name": f.name, "unit": f.unit, "transform": f.transform, "code": f.code, "match": f.match}
+                         for f in spec.measurements],
+        "interventions": [{"name": f.name, "unit": f.unit, "kind": f.kind, "code": f.code, "match": f.match}
+                          for f in spec.interventions],
+        "statics": [{"name": f.name, "unit": f.unit, "code": f.code, "match": f.match} for f in spec.statics],
         "outcomes": [f.name for f in spec.outcomes],
         "dataset": spec.name,
         "normalisation": normaliser,
@@ -49,7 +53,8 @@ def export_metadata(predictor: TwinPredictor, spec: FeatureSpec, normaliser: dic
         "training_run_id": run_id,
         "data_fingerprint": data_fingerprint,
         "weights_sha256": weights_sha256(predictor),
-        "methods": ["forecast"],
+        "methods": ["forecast", "sample", "forecast_batch"] + (["risk"] if predictor.has_risk else []),
+        "max_query_span_h": MAX_SPAN_H,
     }
 
 
@@ -69,7 +74,8 @@ def export_twin(twin: PatientTwin, normaliser: dict, spec: FeatureSpec, path: st
         try:
             scripted = torch.jit.script(predictor)
         except Exception as exc:  # scripting errors are long; keep the cause, say what to do
-            raise ExportError(f"could not script the twin: {str(exc).splitlines()[0]}. "
+            first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+            raise ExportError(f"could not script the twin: {first}. "
                               "Use a scriptable solver (solver=rk4 or solver=dopri5) for export.") from exc
         meta = export_metadata(predictor, spec, normaliser, solver=solver, run_id=run_id, data_fingerprint=data_fingerprint)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -98,4 +104,26 @@ def load_twin(path: str | Path) -> tuple[torch.jit.ScriptModule, dict]:
         meta = json.loads(extra[METADATA_FILE])
     except json.JSONDecodeError as exc:
         raise ExportError(f"{path} has no valid {METADATA_FILE} metadata; re-export it with twinode-export") from exc
+    return module, meta
+
+
+def verify_weights(module: torch.nn.Module, meta: dict, source: str | Path) -> None:
+    """Refuse a twin whose weights do not match the sha256 recorded at export (tampered or damaged)."""
+    expected = meta.get("weights_sha256")
+    if not expected:
+        raise ExportError(f"{source}: metadata has no weights_sha256; re-export it with twinode-export")
+    got = weights_sha256(module)
+    if got != expected:
+        raise ExportError(f"{source}: weights sha256 {got[:16]}... does not match the exported {expected[:16]}...; "
+                          "the file was modified or damaged, fetch or export it again")
+
+
+def load_verified_twin(path: str | Path) -> tuple[torch.jit.ScriptModule, dict]:
+    """``load_twin`` plus the sha256 check of the weights and the format version."""
+    module, meta = load_twin(path)
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ExportError(f"{path}: twin format version {version!r}, this twinode reads version {FORMAT_VERSION}; "
+                          "re-export it with this twinode-export")
+    verify_weights(module, meta, path)
     return module, meta
