@@ -44,8 +44,11 @@ def _main(cfg: DictConfig) -> float | None:
     except TwinodeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    _report(result)
-    return result.metrics.get("val/forecast_mae")  # the objective for sweepers
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if rank_zero_only.rank == 0:  # DDP: one report, from the process that tracked and exported
+        _report(result)
+    return result.metrics.get(cfg.get("optimized_metric") or "val/forecast_mae")  # the objective for sweepers
 
 
 def main() -> None:

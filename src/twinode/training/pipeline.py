@@ -1,7 +1,8 @@
 """The training job: config -> data -> twin -> Lightning fit -> best weights -> twin.pt -> MLflow.
 
 Everything is built from the Hydra config with ``_target_``; the CLI only composes the
-config and calls :func:`train`.
+config and calls :func:`train`. Under DDP every process runs this function; only global
+rank 0 creates the MLflow run, writes run files and exports, after all ranks finished.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from twinode.errors import ConfigError
 from twinode.export.torchscript import export_twin
 from twinode.tracking.mlflow_store import ensure_store, environment_tags
+from twinode.tracking.sweep import sweep_parent_run_id
+from twinode.training.resume import resume_point, write_run_state
 
 
 @dataclass
@@ -32,7 +36,7 @@ class TrainResult:
     tracking_uri: str | None
 
 
-def _loggers(cfg: DictConfig) -> list:
+def _loggers(cfg: DictConfig, run_id: str | None = None) -> list:
     if not cfg.get("logger"):
         return []
     if "wandb" in cfg.logger and not os.environ.get("WANDB_API_KEY") and not os.environ.get("WANDB_MODE"):
@@ -41,9 +45,13 @@ def _loggers(cfg: DictConfig) -> list:
     for name, lg_cfg in cfg.logger.items():
         if not isinstance(lg_cfg, DictConfig) or "_target_" not in lg_cfg:
             raise ConfigError(f"logger.{name}", lg_cfg, hint="each logger entry needs a _target_")
+        extra = {}
         if "MLFlowLogger" in lg_cfg._target_:
-            ensure_store(lg_cfg.tracking_uri)
-        loggers.append(instantiate(lg_cfg))
+            if rank_zero_only.rank == 0:  # other ranks never touch the store
+                ensure_store(lg_cfg.tracking_uri)
+            parent = sweep_parent_run_id()
+            extra = {"run_id": run_id, "tags": {"mlflow.parentRunId": parent} if parent and not run_id else None}
+        loggers.append(instantiate(lg_cfg, **extra))
     return loggers
 
 
@@ -67,6 +75,7 @@ def train(cfg: DictConfig) -> TrainResult:
         torch.set_num_threads(int(cfg.cpu_threads))
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    start = resume_point(cfg.get("resume"), cfg.get("ckpt_path"), output_dir)
 
     dm = instantiate(cfg.data)
     dm.setup("fit")
@@ -76,22 +85,30 @@ def train(cfg: DictConfig) -> TrainResult:
                 "normaliser": dm.normaliser.as_dict(), "data_fingerprint": dm.fingerprint}
     lit = instantiate(cfg.model.lit)(twin=twin, metadata=metadata)
 
-    loggers = _loggers(cfg)
+    loggers = _loggers(cfg, start.mlflow_run_id)
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=_callbacks(cfg))
+    _refuse_multirun_spawn(trainer)
+    rank0 = rank_zero_only.rank == 0
     mlf = next((lg for lg in loggers if isinstance(lg, MLFlowLogger)), None)
-    if mlf is not None:
+    if mlf is not None and rank0:
         client, run_id = mlf.experiment, mlf.run_id
-        for key, value in {**environment_tags(cfg.paths.root_dir), "twinode.data_fingerprint": dm.fingerprint,
-                           "twinode.dataset": dm.dataset_name}.items():
-            client.set_tag(run_id, key, value)
-        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        client.log_artifact(run_id, str(output_dir / "config.yaml"))
-        (output_dir / "data_report.json").write_text(json.dumps(dm.report.as_dict(), indent=2))
-        client.log_artifact(run_id, str(output_dir / "data_report.json"))
-    for lg in loggers:
-        lg.log_hyperparams(_flat_params(resolved))
+        write_run_state(output_dir, run_id, mlf._tracking_uri)
+        lit.metadata["mlflow_run_id"] = run_id  # travels in every checkpoint, for resume
+        if start.resuming:
+            client.set_tag(run_id, "twinode.resumed_from", start.ckpt_path)
+        else:
+            for key, value in {**environment_tags(cfg.paths.root_dir), "twinode.data_fingerprint": dm.fingerprint,
+                               "twinode.dataset": dm.dataset_name}.items():
+                client.set_tag(run_id, key, value)
+            (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+            client.log_artifact(run_id, str(output_dir / "config.yaml"))
+            (output_dir / "data_report.json").write_text(json.dumps(dm.report.as_dict(), indent=2))
+            client.log_artifact(run_id, str(output_dir / "data_report.json"))
+    if not start.resuming:  # MLflow params are write-once; a resumed run logged them already
+        for lg in loggers:
+            lg.log_hyperparams(_flat_params(resolved))
 
-    trainer.fit(lit, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(lit, datamodule=dm, ckpt_path=start.ckpt_path or cfg.get("ckpt_path"))
 
     best = getattr(trainer.checkpoint_callback, "best_model_path", None) or None
     if best:
@@ -102,6 +119,7 @@ def train(cfg: DictConfig) -> TrainResult:
         final = trainer.validate(lit, datamodule=dm, verbose=False)
         metrics.update({k: float(v) for k, v in (final[0] if final else {}).items()})
 
+    trainer.strategy.barrier()  # every rank is done with the weights before rank 0 exports
     twin_path = None
     if cfg.get("export", True) and trainer.is_global_zero:
         twin_path = export_twin(
@@ -111,8 +129,35 @@ def train(cfg: DictConfig) -> TrainResult:
         )
         if mlf is not None:
             mlf.experiment.log_artifact(mlf.run_id, str(twin_path))
+        # ---- registry: pyfunc model + registered version with an alias (twinode.tracking.registry) ----
+        if mlf is not None and (cfg.get("registry") or {}).get("enabled", False):
+            from twinode.tracking.registry import model_name_for, publish_twin
+
+            publish_twin(twin_path, run_id=mlf.run_id, tracking_uri=cfg.logger.mlflow.tracking_uri,
+                         model_name=model_name_for(cfg.registry, dm.dataset_name), alias=cfg.registry.alias)
+        # ---- end registry ----
     return TrainResult(output_dir, twin_path, best, metrics, mlf.run_id if mlf else None,
                        cfg.logger.mlflow.tracking_uri if mlf else None)
+
+
+def _refuse_multirun_spawn(trainer: L.Trainer) -> None:
+    """Hydra multirun + Lightning-launched DDP re-runs the whole sweep in every child process
+    (Lightning restarts the command line, ``-m`` included). Refuse it; on clusters the
+    submitit launcher has SLURM start one process per device instead."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return
+    if trainer.num_devices * trainer.num_nodes <= 1:
+        return
+    env = getattr(trainer.strategy, "cluster_environment", None)
+    if env is not None and env.creates_processes_externally:
+        return  # SLURM / torchrun started the ranks; nothing gets re-launched
+    raise ConfigError("trainer.devices", trainer.num_devices * trainer.num_nodes,
+                      hint="a multirun (-m) cannot use DDP processes started by Lightning: each would re-run "
+                      "the sweep. Use hydra/launcher=submitit_slurm (SLURM starts the ranks) or run each "
+                      "configuration as a single run (see docs/scaling.md)")
 
 
 def _flat_params(d: dict, prefix: str = "") -> dict:
