@@ -71,8 +71,14 @@ class TwinLitModule(L.LightningModule):
             raise SolverError(f"{exc} Subjects: {ids}.") from exc
 
     def training_step(self, b: Batch, batch_idx: int):
-        out = self._guarded_objective(b, sample=True)
-        self._check_finite(out["loss"], b, "training")
+        try:
+            out = self._guarded_objective(b, sample=True)
+            self._check_finite(out["loss"], b, "training")
+        except SolverError as exc:  # training.callbacks.NumericalGuard decides: raise, or skip the batch
+            guard = getattr(self, "nonfinite_guard", None)
+            if guard is None:
+                raise
+            return guard.handle_step_error(self, exc)
         self.log("train/loss", out["loss"], prog_bar=True, batch_size=len(b))
         self.log("train/kl", out["kl"], batch_size=len(b))
         if "bce" in out:
