@@ -2,7 +2,8 @@
 
 It is the module that gets scripted into ``twin.pt``: it takes and returns original units,
 validates every argument, and never imputes a missing value silently (mask == 0 means
-"not observed", and the value there is ignored).
+"not observed", and the value there is ignored). Methods (the export contract, docs/export.md):
+``forecast``, ``sample``, ``risk``, ``forecast_batch``.
 """
 
 from typing import Final, List, Tuple
@@ -10,6 +11,7 @@ from typing import Final, List, Tuple
 import torch
 from torch import Tensor, nn
 
+from twinode.export.checks import MAX_SPAN_H, check_counts, check_doses, check_history, check_query, check_static, subject_prefix
 from twinode.models.twin import PatientTwin
 
 
@@ -17,6 +19,8 @@ class TwinPredictor(nn.Module):
     n_measurements: Final[int]
     n_static: Final[int]
     n_interventions: Final[int]
+    has_risk: Final[bool]
+    max_span_h: Final[float]
 
     def __init__(self, twin: PatientTwin, meas_mean: List[float], meas_std: List[float], static_mean: List[float],
                  static_std: List[float], dose_scale: List[float], log1p_channels: List[bool]):
@@ -25,6 +29,8 @@ class TwinPredictor(nn.Module):
         self.n_measurements = twin.n_measurements
         self.n_static = twin.n_static
         self.n_interventions = twin.n_interventions
+        self.has_risk = bool(twin.has_risk)
+        self.max_span_h = MAX_SPAN_H
         f = lambda v: torch.tensor(v, dtype=torch.float32)
         self.register_buffer("meas_mean", f(meas_mean))
         self.register_buffer("meas_std", f(meas_std))
@@ -33,63 +39,28 @@ class TwinPredictor(nn.Module):
         self.register_buffer("dose_scale", f(dose_scale))
         self.register_buffer("log1p", torch.tensor(log1p_channels, dtype=torch.bool))
 
-    def _check(self, times: Tensor, values: Tensor, mask: Tensor, static: Tensor, doses: Tensor, query_times: Tensor):
-        n = times.shape[0] if times.dim() == 1 else -1
-        if times.dim() != 1:
-            raise ValueError("times: expected a 1-D float tensor [N] of hours, got " + str(times.dim()) + " dimensions")
-        if values.dim() != 2 or values.shape[0] != n or values.shape[1] != self.n_measurements:
-            raise ValueError("values: expected shape [N, D] = [" + str(n) + ", " + str(self.n_measurements) + "], got " + str(list(values.shape)))
-        if mask.shape != values.shape:
-            raise ValueError("mask: expected the shape of values " + str(list(values.shape)) + ", got " + str(list(mask.shape)))
-        if static.dim() != 1 or static.shape[0] != self.n_static:
-            raise ValueError("static: expected shape [S] = [" + str(self.n_static) + "], got " + str(list(static.shape)))
-        if doses.dim() != 2 or doses.shape[1] != 4:
-            raise ValueError("doses: expected shape [M, 4] with rows (time_h, channel, amount, duration_h), got " + str(list(doses.shape)))
-        if query_times.dim() != 1:
-            raise ValueError("query_times: expected a 1-D tensor [Q] of hours, got shape " + str(list(query_times.shape)))
-        if not bool(torch.isfinite(times).all()):
-            raise ValueError("times: contains NaN or inf")
-        if n > 1 and bool((times[1:] < times[:-1]).any()):
-            raise ValueError("times: must be sorted ascending (hours)")
-        observed = mask > 0
-        if bool((observed & ~torch.isfinite(values)).any()):
-            raise ValueError("values: NaN or inf where mask == 1; set mask to 0 for missing entries")
-        if not bool(torch.isfinite(query_times).all()):
-            raise ValueError("query_times: contains NaN or inf")
-        if doses.shape[0] > 0:
-            if not bool(torch.isfinite(doses).all()):
-                raise ValueError("doses: contains NaN or inf")
-            ch = doses[:, 1]
-            if bool(((ch < 0) | (ch >= self.n_interventions) | (ch != torch.floor(ch))).any()):
-                raise ValueError("doses: channel index out of range; expected integers in [0, " + str(self.n_interventions) + ")")
-            if bool((doses[:, 3] < 0).any()):
-                raise ValueError("doses: duration_h must be >= 0 (0 = bolus)")
+    # ---- normalisation (original units <-> model units) ----
 
-    def _prepare(self, times: Tensor, values: Tensor, mask: Tensor, static: Tensor, doses: Tensor):
+    def _norm_values(self, values: Tensor, mask: Tensor) -> Tuple[Tensor, Tensor]:
         m = (mask > 0).to(torch.float32)
         v = torch.where(m > 0, values, torch.zeros_like(values))
-        v = torch.where(self.log1p.unsqueeze(0), torch.log1p(v.clamp(min=0.0)), v)
-        x = (v - self.meas_mean) / self.meas_std * m
+        v = torch.where(self.log1p, torch.log1p(v.clamp(min=0.0)), v)
+        return (v - self.meas_mean) / self.meas_std * m, m
+
+    def _norm_static(self, static: Tensor) -> Tuple[Tensor, Tensor]:
         known = torch.isfinite(static).to(torch.float32)
         s = torch.where(known > 0, (static - self.static_mean) / self.static_std, torch.zeros_like(static))
+        return s, known
+
+    def _norm_doses(self, doses: Tensor) -> Tensor:
+        """``[..., M, 4]`` -> amounts in training scale; no doses become one zero-amount row."""
+        if doses.shape[-2] == 0:
+            shape = list(doses.shape)
+            shape[-2] = 1
+            return torch.zeros(shape, dtype=torch.float32, device=doses.device)
         d = doses.clone()
-        if d.shape[0] > 0:
-            d[:, 2] = d[:, 2] / self.dose_scale[d[:, 1].long()]
-        else:
-            d = torch.zeros(1, 4, dtype=torch.float32, device=doses.device)
-        if times.shape[0] == 0:  # no history: the encoder state comes from the statics alone
-            t = torch.zeros(1, 1, dtype=torch.float32, device=times.device)
-            x = torch.zeros(1, 1, self.n_measurements, dtype=torch.float32, device=times.device)
-            m = torch.zeros_like(x)
-            length = torch.zeros(1, dtype=torch.long, device=times.device)
-            anchor = torch.zeros(1, dtype=torch.float32, device=times.device)
-        else:
-            t = times.unsqueeze(0)
-            x = x.unsqueeze(0)
-            m = m.unsqueeze(0)
-            length = torch.full([1], times.shape[0], dtype=torch.long, device=times.device)
-            anchor = times[-1:].clone()
-        return t, x, m, length, anchor, s.unsqueeze(0), known.unsqueeze(0), d.unsqueeze(0)
+        d[..., 2] = d[..., 2] / self.dose_scale[d[..., 1].long()]
+        return d
 
     def _to_original(self, mean: Tensor, log_std: Tensor) -> Tuple[Tensor, Tensor]:
         y = mean * self.meas_std + self.meas_mean
@@ -99,19 +70,129 @@ class TwinPredictor(nn.Module):
         sd_o = torch.where(self.log1p, torch.exp(y) * sd, sd)
         return mean_o, sd_o
 
+    # ---- one subject ----
+
+    def _check(self, times: Tensor, values: Tensor, mask: Tensor, static: Tensor, doses: Tensor, prefix: str):
+        check_history(times, values, mask, self.n_measurements, prefix)
+        check_static(static, self.n_static, prefix)
+        check_doses(doses, self.n_interventions, prefix)
+
+    def _posterior(self, times: Tensor, values: Tensor, mask: Tensor, static: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """q(z | history) at the anchor (last observed time; 0 without history): mean, log-std, anchor, s_emb."""
+        s, known = self._norm_static(static)
+        s_emb = self.twin.embed_static(s.unsqueeze(0), known.unsqueeze(0))
+        if times.shape[0] == 0:  # no history: the encoder state comes from the statics alone
+            t = torch.zeros(1, 1, dtype=torch.float32, device=times.device)
+            x = torch.zeros(1, 1, self.n_measurements, dtype=torch.float32, device=times.device)
+            m = torch.zeros_like(x)
+            length = torch.zeros(1, dtype=torch.long, device=times.device)
+            anchor = torch.zeros(1, dtype=torch.float32, device=times.device)
+        else:
+            x, m = self._norm_values(values, mask)
+            t, x, m = times.unsqueeze(0), x.unsqueeze(0), m.unsqueeze(0)
+            length = torch.full([1], times.shape[0], dtype=torch.long, device=times.device)
+            anchor = times[-1:].clone()
+        z_mean, z_log_std = self.twin.encode(t, x, m, length, s_emb)
+        return z_mean, z_log_std, anchor, s_emb
+
     @torch.jit.export
     def forecast(self, times: Tensor, values: Tensor, mask: Tensor, static: Tensor, doses: Tensor,
                  query_times: Tensor) -> Tuple[Tensor, Tensor]:
         """Predictive mean and std ``[Q, D]`` in original units at ``query_times`` (hours)."""
-        self._check(times, values, mask, static, doses, query_times)
-        t, x, m, length, anchor, s, known, d = self._prepare(times, values, mask, static, doses)
-        s_emb = self.twin.embed_static(s, known)
-        z, _ = self.twin.encode(t, x, m, length, s_emb)
+        self._check(times, values, mask, static, doses, "")
+        anchor_h = float(times[-1].item()) if times.shape[0] > 0 else 0.0
+        check_query(query_times, anchor_h, self.max_span_h, "")
+        z, _, anchor, s_emb = self._posterior(times, values, mask, static)
         if query_times.shape[0] == 0:
             empty = torch.zeros(0, self.n_measurements, dtype=torch.float32, device=times.device)
             return empty, empty.clone()
-        mean, log_std = self.twin.decode_at(z, anchor, query_times.unsqueeze(0), d, s_emb)
+        mean, log_std = self.twin.decode_at(z, anchor, query_times.unsqueeze(0), self._norm_doses(doses).unsqueeze(0), s_emb)
         return self._to_original(mean[0], log_std[0])
+
+    @torch.jit.export
+    def sample(self, times: Tensor, values: Tensor, mask: Tensor, static: Tensor, doses: Tensor, query_times: Tensor,
+               num_samples: int, seed: int) -> Tensor:
+        """Trajectories ``[num_samples, Q, D]`` (original units): z ~ q(z | history), then the
+        decoder's noise. The same seed gives the same samples."""
+        self._check(times, values, mask, static, doses, "")
+        anchor_h = float(times[-1].item()) if times.shape[0] > 0 else 0.0
+        check_query(query_times, anchor_h, self.max_span_h, "")
+        if num_samples < 1:
+            raise ValueError("num_samples: expected an integer >= 1, got " + str(num_samples))
+        z_mean, z_log_std, anchor, s_emb = self._posterior(times, values, mask, static)
+        if query_times.shape[0] == 0:
+            return torch.zeros(num_samples, 0, self.n_measurements, dtype=torch.float32, device=times.device)
+        gen = torch.Generator()
+        gen.manual_seed(seed)
+        eps = torch.randn([num_samples, z_mean.shape[1]], generator=gen).to(z_mean.device)
+        z = z_mean + torch.exp(z_log_std) * eps if self.twin.variational else z_mean.expand(num_samples, z_mean.shape[1])
+        d = self._norm_doses(doses).unsqueeze(0).expand(num_samples, -1, 4)
+        tq = query_times.unsqueeze(0).expand(num_samples, query_times.shape[0])
+        mean, log_std = self.twin.decode_at(z, anchor.expand(num_samples), tq, d, s_emb.expand(num_samples, -1))
+        noise = torch.randn(mean.shape, generator=gen).to(mean.device)
+        y = (mean + torch.exp(log_std) * noise) * self.meas_std + self.meas_mean
+        return torch.where(self.log1p, torch.expm1(y), y)
+
+    @torch.jit.export
+    def risk(self, times: Tensor, values: Tensor, mask: Tensor, static: Tensor, doses: Tensor) -> Tensor:
+        """Probability of the outcome (a 0-d tensor) from the posterior mean at the anchor."""
+        if not self.has_risk:
+            raise RuntimeError("risk: this twin has no risk head (it was trained without an outcome feature "
+                               "or with model.twin.risk_head=false); see metadata 'methods'")
+        self._check(times, values, mask, static, doses, "")
+        z, _, _, s_emb = self._posterior(times, values, mask, static)
+        return torch.sigmoid(self.twin.risk_logit(z, s_emb))[0]
+
+    # ---- a batch of subjects ----
+
+    @torch.jit.export
+    def forecast_batch(self, times: Tensor, values: Tensor, mask: Tensor, lengths: Tensor, static: Tensor,
+                       doses: Tensor, n_doses: Tensor, query_times: Tensor) -> Tuple[Tensor, Tensor]:
+        """``forecast`` for B subjects at once: times ``[B, N]``, values/mask ``[B, N, D]``,
+        lengths ``[B]`` (entries past a subject's length are ignored), static ``[B, S]``,
+        doses ``[B, M, 4]`` with n_doses ``[B]``, query_times ``[B, Q]`` -> mean, std ``[B, Q, D]``."""
+        if times.dim() != 2:
+            raise ValueError("times: expected shape [B, N] of hours, got " + str(times.shape))
+        bsz, n = times.shape[0], times.shape[1]
+        if values.dim() != 3 or values.shape[0] != bsz or values.shape[1] != n or values.shape[2] != self.n_measurements:
+            raise ValueError("values: expected shape [B, N, D] = [" + str(bsz) + ", " + str(n) + ", " + str(self.n_measurements) + "], got " + str(values.shape))
+        if mask.shape != values.shape:
+            raise ValueError("mask: expected the shape of values " + str(values.shape) + ", got " + str(mask.shape))
+        if static.dim() != 2 or static.shape[0] != bsz:
+            raise ValueError("static: expected shape [B, S] = [" + str(bsz) + ", " + str(self.n_static) + "], got " + str(static.shape))
+        if doses.dim() != 3 or doses.shape[0] != bsz:
+            raise ValueError("doses: expected shape [B, M, 4], got " + str(doses.shape))
+        if query_times.dim() != 2 or query_times.shape[0] != bsz:
+            raise ValueError("query_times: expected shape [B, Q] of hours, got " + str(query_times.shape))
+        check_counts(lengths, bsz, n, "lengths")
+        check_counts(n_doses, bsz, doses.shape[1], "n_doses")
+        anchor = torch.zeros(bsz, dtype=torch.float32, device=times.device)
+        for b in range(bsz):
+            k, kd = int(lengths[b].item()), int(n_doses[b].item())
+            p = subject_prefix(b)
+            self._check(times[b, :k], values[b, :k], mask[b, :k], static[b], doses[b, :kd], p)
+            if k > 0:
+                anchor[b] = times[b, k - 1]
+            check_query(query_times[b], float(anchor[b].item()), self.max_span_h, p)
+        live = torch.arange(n, device=times.device).unsqueeze(0) < lengths.unsqueeze(1)
+        x, m = self._norm_values(values, mask * live.unsqueeze(-1).to(mask.dtype))
+        # Padded entries sit at the subject's last time, so no gap is negative or huge.
+        t = torch.where(live, times, anchor.unsqueeze(1))
+        if n == 0:
+            t = torch.zeros(bsz, 1, dtype=torch.float32, device=times.device)
+            x = torch.zeros(bsz, 1, self.n_measurements, dtype=torch.float32, device=times.device)
+            m = torch.zeros_like(x)
+        s, known = self._norm_static(static)
+        s_emb = self.twin.embed_static(s, known)
+        z, _ = self.twin.encode(t, x, m, lengths.long(), s_emb)
+        if query_times.shape[1] == 0:
+            empty = torch.zeros(bsz, 0, self.n_measurements, dtype=torch.float32, device=times.device)
+            return empty, empty.clone()
+        # Rows past a subject's n_doses are padding: zero them (channel 0, no amount) first.
+        used = torch.arange(doses.shape[1], device=doses.device).unsqueeze(0) < n_doses.unsqueeze(1)
+        d = self._norm_doses(torch.where(used.unsqueeze(-1), doses, torch.zeros_like(doses)))
+        mean, log_std = self.twin.decode_at(z, anchor, query_times, d, s_emb)
+        return self._to_original(mean, log_std)
 
     def forward(self, times: Tensor, values: Tensor, mask: Tensor, static: Tensor, doses: Tensor,
                 query_times: Tensor) -> Tuple[Tensor, Tensor]:

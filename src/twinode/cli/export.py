@@ -1,0 +1,74 @@
+"""twinode-export: a checkpoint -> twin.pt, and registry promotion.
+
+    twinode-export ckpt_path=PATH out=twin.pt [run_id=ID] [trust_checkpoint=false]
+    twinode-export promote --name NAME --version V [--alias champion] [--tracking-uri URI]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from twinode.errors import ConfigError, TwinodeError
+
+EXPORT_KEYS = ("ckpt_path", "out", "run_id", "trust_checkpoint")
+
+
+def default_tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{os.path.abspath('mlflow.db')}"
+
+
+def _parse_pairs(argv: list[str]) -> dict[str, str]:
+    out = {}
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep or key not in EXPORT_KEYS:
+            raise ConfigError(key if sep else arg, value if sep else None, EXPORT_KEYS, hint="arguments are key=value")
+        out[key] = value
+    for key in ("ckpt_path", "out"):
+        if not out.get(key):
+            raise ConfigError(key, None, hint="usage: twinode-export ckpt_path=PATH out=twin.pt")
+    return out
+
+
+def _export(argv: list[str]) -> None:
+    from twinode.export.from_checkpoint import export_checkpoint
+
+    args = _parse_pairs(argv)
+    trust = args.get("trust_checkpoint", "false").lower() in ("1", "true", "yes")
+    path = export_checkpoint(args["ckpt_path"], args["out"], run_id=args.get("run_id"), trust=trust)
+    print(f"exported twin: {path}")
+
+
+def _promote(argv: list[str]) -> None:
+    from twinode.tracking.registry import CHAMPION, promote
+
+    p = argparse.ArgumentParser(prog="twinode-export promote", description="Point an alias (default champion) at a model version.")
+    p.add_argument("--name", required=True, help="registered model name")
+    p.add_argument("--version", required=True, help="model version to promote")
+    p.add_argument("--alias", default=CHAMPION)
+    p.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db")
+    a = p.parse_args(argv)
+    uri = a.tracking_uri or default_tracking_uri()
+    previous = promote(a.name, a.version, tracking_uri=uri, alias=a.alias)
+    print(f"{a.name}@{a.alias} -> version {a.version}" + (f" (was {previous})" if previous else ""))
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        sys.exit(0 if argv else 2)
+    try:
+        if argv[0] == "promote":
+            _promote(argv[1:])
+        else:
+            _export(argv)
+    except TwinodeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""MLflow model registry: log the twin as a pyfunc model, register a version, move aliases.
+
+A training run publishes its exported ``twin.pt`` as an MLflow model from code
+(:mod:`twinode.export.pyfunc`, which wraps the TorchScript file), registers it under the
+configured name and gives the new version the alias ``candidate``. Promotion to
+``champion`` is a separate, deliberate step (``twinode-export promote``); consumers load
+``models:/NAME@champion``.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from twinode.errors import ConfigError, ExportError
+from twinode.export.torchscript import load_verified_twin
+
+PYFUNC_CODE = Path(__file__).resolve().parents[1] / "export" / "pyfunc.py"
+MODEL_ARTIFACT = "twin_pyfunc"  # artifact path (model name) of the pyfunc model inside the run
+CANDIDATE, CHAMPION = "candidate", "champion"
+# What the logged model needs at serving time; twinode itself is not one of them.
+PIP_REQUIREMENTS = [f"torch=={__import__('torch').__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}", "pydantic>=2"]
+
+
+@dataclass(frozen=True)
+class PublishedTwin:
+    name: str
+    version: str
+    alias: str
+    model_uri: str  # models:/NAME/VERSION
+
+
+def model_name_for(registry_cfg, dataset: str) -> str:
+    name = registry_cfg.get("model_name") or f"twinode-{dataset}"
+    if not isinstance(name, str) or not name.strip() or "/" in name or "@" in name:
+        raise ConfigError("registry.model_name", name, hint="a registered model name without '/' or '@'")
+    return name
+
+
+def serving_example(meta: dict) -> dict:
+    """A valid forecast request built from the twin's own names and training means."""
+    norm = meta["normalisation"]
+    hist = [{"time": float(t), "name": m["name"], "value": round(float(norm["meas_mean"][i]), 3)}
+            for t in (0.0, 2.0, 4.0) for i, m in enumerate(meta["measurements"])]
+    static = [{"name": s["name"], "value": round(float(norm["static_mean"][i]), 3)} for i, s in enumerate(meta["statics"])]
+    plan = [{"name": d["name"], "time_h": 5.0, "amount": round(float(norm["dose_scale"][i]), 3), "duration_h": 0.0}
+            for i, d in enumerate(meta["interventions"])]
+    return {"history": hist, "static": static, "plan": plan, "query_times": [6.0, 10.0, 16.0]}
+
+
+def publish_twin(twin_path: str | Path, *, run_id: str, tracking_uri: str, model_name: str,
+                 alias: str = CANDIDATE) -> PublishedTwin:
+    """Log ``twin.pt`` as a pyfunc model in run ``run_id``, register it, set ``alias`` on the new version."""
+    _, meta = load_verified_twin(twin_path)  # never publish a file that fails its own checks
+    client = MlflowClient(tracking_uri)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        with mlflow.start_run(run_id=run_id):
+            if "twin.pt" not in {a.path for a in client.list_artifacts(run_id)}:
+                mlflow.log_artifact(str(twin_path))  # the raw TorchScript file, for torch/C++ consumers
+            with tempfile.TemporaryDirectory() as tmp:  # metadata beside the model, readable without torch
+                (Path(tmp) / "twinode.json").write_text(json.dumps(meta, indent=2))
+                mlflow.log_artifact(str(Path(tmp) / "twinode.json"), artifact_path=MODEL_ARTIFACT + "_meta")
+            info = mlflow.pyfunc.log_model(
+                name=MODEL_ARTIFACT, python_model=str(PYFUNC_CODE), artifacts={"twin": str(twin_path)},
+                input_example=[serving_example(meta)], pip_requirements=PIP_REQUIREMENTS,
+                registered_model_name=model_name,
+            )
+    except MlflowException as exc:
+        raise ExportError(f"could not log or register the twin as '{model_name}' at {tracking_uri}: {exc.message}") from exc
+    finally:
+        mlflow.set_tracking_uri(previous)
+    version = str(info.registered_model_version)
+    client.set_registered_model_alias(model_name, alias, version)
+    client.set_model_version_tag(model_name, version, "twinode.weights_sha256", meta["weights_sha256"])
+    return PublishedTwin(model_name, version, alias, f"models:/{model_name}/{version}")
+
+
+def promote(name: str, version: str, *, tracking_uri: str, alias: str = CHAMPION) -> str:
+    """Point ``alias`` (default ``champion``) at version ``version`` of model ``name``; returns the previous version or ''."""
+    client = MlflowClient(tracking_uri)
+    try:
+        client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        raise ExportError(f"model '{name}' has no version {version} at {tracking_uri}; "
+                          "list versions with `mlflow models` or the MLflow UI") from exc
+    try:
+        previous = client.get_model_version_by_alias(name, alias).version
+    except MlflowException:
+        previous = ""
+    client.set_registered_model_alias(name, alias, str(version))
+    return str(previous)
+
+
+def fetch_registered_twin(uri: str, dest: str | Path, tracking_uri: str | None = None) -> Path:
+    """Download the TorchScript file of ``models:/NAME@ALIAS`` (or ``models:/NAME/VERSION``) into ``dest``."""
+    if not uri.startswith("models:/"):
+        raise ExportError(f"expected a registry URI models:/NAME@ALIAS or models:/NAME/VERSION, got {uri!r}")
+    previous = mlflow.get_tracking_uri()
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
+    except MlflowException as exc:
+        raise ExportError(f"cannot fetch {uri} from {mlflow.get_tracking_uri()}: {exc.message}") from exc
+    finally:
+        mlflow.set_tracking_uri(previous)
+    found = sorted(local.rglob("twin.pt"))
+    if not found:
+        raise ExportError(f"{uri} holds no twin.pt artifact; it was not published by twinode")
+    return found[0]
