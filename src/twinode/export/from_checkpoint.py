@@ -30,6 +30,8 @@ def read_checkpoint(path: str | Path, *, trust: bool = False) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ExportError(f"checkpoint not found: {path}")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is damaged or foreign
+        raise ExportError(f"{path} is not a readable checkpoint (corrupted or truncated?): not a torch.save zip archive")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as exc:

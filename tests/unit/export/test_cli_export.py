@@ -1,0 +1,60 @@
+"""twinode-export: a real training checkpoint -> the same twin.pt as the end of training."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.conftest import COARSE, FAST, compose_train
+from twinode.cli.export import main
+from twinode.export.torchscript import load_verified_twin
+from twinode.training.pipeline import train
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train")
+    cfg = compose_train(tmp, FAST + COARSE + ["trainer.max_epochs=1", "logger=none", "callbacks.progress_bar=null"])
+    return train(cfg)
+
+
+def test_export_from_checkpoint_reproduces_the_trained_twin(trained, tmp_path, capsys):
+    out = tmp_path / "again.pt"
+    main([f"ckpt_path={trained.best_checkpoint}", f"out={out}", "run_id=abc"])
+    assert "exported twin" in capsys.readouterr().out
+    twin, meta = load_verified_twin(out)
+    ref, ref_meta = load_verified_twin(trained.twin_path)
+    assert meta["weights_sha256"] == ref_meta["weights_sha256"]  # same weights, same normalisation
+    assert meta["training_run_id"] == "abc" and meta["data_fingerprint"] == ref_meta["data_fingerprint"]
+    args = (torch.tensor([0.0, 2.0]), torch.tensor([[80.0, 70.0, 1.0, 37.0]] * 2), torch.ones(2, 4),
+            torch.tensor([60.0, 70.0, 1.0]), torch.zeros(0, 4), torch.tensor([4.0, 8.0]))
+    with torch.no_grad():
+        assert torch.equal(twin.forecast(*args)[0], ref.forecast(*args)[0])
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "no_metadata"])
+def test_damaged_checkpoints_exit_non_zero_with_a_clear_error(trained, tmp_path, capsys, damage):
+    good = open(trained.best_checkpoint, "rb").read()
+    bad = tmp_path / "bad.ckpt"
+    if damage == "truncated":
+        bad.write_bytes(good[: len(good) // 3])
+        expected = "not a readable checkpoint (corrupted or truncated?)"
+    elif damage == "garbage":
+        bad.write_bytes(b"not a checkpoint at all")
+        expected = "not a readable checkpoint"
+    else:
+        ckpt = torch.load(trained.best_checkpoint, map_location="cpu", weights_only=True)
+        del ckpt["twinode"]
+        torch.save(ckpt, bad)
+        expected = "lacks twinode metadata"
+    with pytest.raises(SystemExit) as exit_info:
+        main([f"ckpt_path={bad}", f"out={tmp_path / 'x.pt'}"])
+    assert exit_info.value.code == 2
+    assert expected in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_unknown_argument_is_a_config_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ckpt=foo.ckpt", "out=x.pt"])
+    assert exit_info.value.code == 2 and "config key 'ckpt'" in capsys.readouterr().err
