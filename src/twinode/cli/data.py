@@ -2,6 +2,7 @@
 
     twinode-data validate PATH [--spec NAME|FILE.yaml] [--json]
     twinode-data import physionet2012 --archive set-a.tar.gz --outcomes Outcomes-a.txt --out DIR
+    twinode-data simulate glucose (--scenarios FILE | --patients N --days D --seed S) --out PATH
 
 Exit 0 when the data is usable; otherwise one ``error: ...`` line naming file, subject,
 code and row, and the error's exit code.
@@ -110,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     pn.add_argument("--outcomes", required=True)
     pn.add_argument("--out", required=True)
     pn.set_defaults(func=cmd_import)
+    from twinode.data.simulators.glucose_cli import add_parser as add_simulate
+
+    add_simulate(sub)
     return p
 
 

@@ -134,11 +134,73 @@ def vector_field(x: Tensor, cho_mg: Tensor, insulin_pmol: Tensor, dbar: Tensor, 
     return torch.where(nonneg & (x < 0), 0.0, dx)
 
 
+# Fast form of the same field for simulation: dx = A x + c + u + N(x). The linear kinetics
+# are A's 26 non-zero entries applied as one gather, multiply and index_add (instead of
+# ~40 small ops, and cheaper than a batched 13x13 matmul); only the nonlinear terms
+# (gastric emptying, production, renal excretion, uptake) are spelled out.
+_NONLINEAR = ("kmax", "kmin", "b", "d", "kp1", "kp2", "kp3", "ke1", "ke2", "Vm0", "Vmx", "Km0")
+
+
+def linear_form(p: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """A's entries ``(rows [K], cols [K], values [B,K])``, constant ``c [B,13]`` and the
+    packed nonlinear constants ``q [12,B]``."""
+    B = p["BW"].shape[0]
+    entries = {
+        (0, 0): -p["kmax"], (1, 0): p["kmax"], (2, 2): -p["kabs"],
+        (3, 2): p["f"] * p["kabs"] / p["BW"], (3, 3): -p["k1"], (3, 4): p["k2"], (4, 3): p["k1"], (4, 4): -p["k2"],
+        (5, 5): -(p["m2"] + p["m4"]), (5, 9): p["m1"], (5, 10): p["ka1"], (5, 11): p["ka2"],
+        (6, 6): -p["p2u"], (6, 5): p["p2u"] / p["Vi"], (7, 7): -p["ki"], (7, 5): p["ki"] / p["Vi"],
+        (8, 8): -p["ki"], (8, 7): p["ki"], (9, 9): -(p["m1"] + p["m30"]), (9, 5): p["m2"],
+        (10, 10): -(p["ka1"] + p["kd"]), (11, 10): p["kd"], (11, 11): -p["ka2"], (12, 12): -p["ksc"], (12, 3): p["ksc"],
+    }
+    dev = p["BW"].device
+    rows = torch.tensor([i for i, _ in entries], dtype=torch.long, device=dev)
+    cols = torch.tensor([j for _, j in entries], dtype=torch.long, device=dev)
+    values = torch.stack(list(entries.values()), 1)
+    c = torch.zeros(B, N_STATES, dtype=values.dtype, device=dev)
+    c[:, 3] = -p["Fsnc"]
+    c[:, 6] = -p["p2u"] * p["Ib"]
+    return rows, cols, values, c, torch.stack([p[k] for k in _NONLINEAR])
+
+
+@torch.jit.script
+def _fast_field(x: Tensor, rows: Tensor, cols: Tensor, values: Tensor, c: Tensor, q: Tensor, dbar: Tensor,
+                nonneg: Tensor) -> Tensor:
+    kmax, kmin, b, d, kp1, kp2, kp3, ke1, ke2, vm0, vmx, km0 = q.unbind(0)
+    qsto = x[:, 0] + x[:, 1]
+    has_meal = dbar > 0
+    dsafe = torch.where(has_meal, dbar, torch.ones_like(dbar))
+    kgut = kmin + (kmax - kmin) * 0.5 * (torch.tanh(2.5 / (1.0 - b) / dsafe * (qsto - b * dsafe))
+                                         - torch.tanh(2.5 / d / dsafe * (qsto - d * dsafe)) + 2.0)
+    emptying = torch.where(has_meal, kgut, kmax) * x[:, 1]
+    gp = x[:, 3]
+    plasma = torch.clamp(kp1 - kp2 * gp - kp3 * x[:, 8], min=0.0) - ke1 * torch.clamp(gp - ke2, min=0.0)
+    uptake = (vm0 + vmx * x[:, 6]) * x[:, 4] / (km0 + x[:, 4])
+    nonlin = torch.stack([-emptying, emptying, plasma, -uptake], 1)
+    dx = torch.index_add(c, 1, rows, values * x[:, cols])
+    dx = torch.cat([dx[:, :1], dx[:, 1:5] + nonlin, dx[:, 5:]], 1)
+    return torch.where(nonneg & (x < 0), torch.zeros_like(dx), dx)
+
+
+@torch.jit.script
+def _rk4_minute(x: Tensor, rows: Tensor, cols: Tensor, values: Tensor, c: Tensor, q: Tensor, dbar: Tensor,
+                nonneg: Tensor, substeps: int) -> Tensor:
+    h = 1.0 / substeps
+    for _ in range(substeps):
+        k1 = _fast_field(x, rows, cols, values, c, q, dbar, nonneg)
+        k2 = _fast_field(x + 0.5 * h * k1, rows, cols, values, c, q, dbar, nonneg)
+        k3 = _fast_field(x + 0.5 * h * k2, rows, cols, values, c, q, dbar, nonneg)
+        k4 = _fast_field(x + h * k3, rows, cols, values, c, q, dbar, nonneg)
+        x = x + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+    return x
+
+
 @dataclass
 class SimResult:
     gsub: Tensor  # [B, T+1] subcutaneous glucose (mg/dL) at minutes 0..T
     states: Tensor | None  # [B, T+1, 13] when kept
     eaten_g: Tensor  # [B, T] grams eaten in each minute (announcements spread at 5 g/min)
+    insulin_u_per_min: Tensor  # [B, T] insulin delivered, including what a policy added
 
 
 class UVAPadovaSimulator:
@@ -150,12 +212,18 @@ class UVAPadovaSimulator:
         self.patients, self.substeps = patients, int(substeps)
 
     def simulate(self, meals_g: Tensor, insulin_u_per_min: Tensor, x0: Tensor | None = None,
-                 keep_states: bool = True) -> SimResult:
-        """Runs ``T`` minutes. ``meals_g`` and ``insulin_u_per_min`` are ``[B, T]`` (or ``[T]``, shared)."""
+                 keep_states: bool = True, policy=None) -> SimResult:
+        """Runs ``T`` minutes. ``meals_g`` and ``insulin_u_per_min`` are ``[B, T]`` (or ``[T]``, shared).
+
+        ``policy(minute, gsub[B]) -> Tensor[B] | None`` may add insulin (U, delivered within
+        that minute) from the glucose the patient's sensor would see: correction boluses.
+        """
         p, B = self.patients.params, len(self.patients)
         ref = self.patients.x0
         meals = _inputs("meals_g", meals_g, B, ref)
         insulin = _inputs("insulin_u_per_min", insulin_u_per_min, B, ref)
+        if policy is not None:
+            insulin = insulin.clone()
         if meals.shape != insulin.shape:
             raise ConfigError("inputs", f"meals {tuple(meals.shape)} vs insulin {tuple(insulin.shape)}",
                               hint="give meals and insulin for the same minutes")
@@ -175,8 +243,9 @@ class UVAPadovaSimulator:
         zeros = torch.zeros(B, dtype=x.dtype, device=x.device)
         planned, last_cho, last_qsto, foodtaken = zeros.clone(), zeros.clone(), x[:, 0] + x[:, 1], zeros.clone()
         eating = torch.zeros(B, dtype=torch.bool, device=x.device)
-        h = 1.0 / self.substeps
         nonneg = nonneg_mask(x.device)
+        rows, cols, values, c0, q = linear_form(p)
+        inputs = torch.zeros_like(c0)
         to_pmol = 6000.0 / p["BW"]
         for t in range(T):
             # Meal bookkeeping between minutes: announcements queue, eaten at 5 g/min.
@@ -192,18 +261,19 @@ class UVAPadovaSimulator:
             last_cho = to_eat
             eaten[:, t] = to_eat
 
-            cho_mg, ins = to_eat * 1000.0, insulin[:, t] * to_pmol
+            if policy is not None:
+                extra = policy(t, gsub[:, t])
+                if extra is not None:
+                    insulin[:, t] += extra
+            # Like simglucose, Dbar adds the grams eaten to the stomach content in mg (x1000).
             dbar = last_qsto + foodtaken * 1000.0
-            for _ in range(self.substeps):
-                k1 = vector_field(x, cho_mg, ins, dbar, p, nonneg)
-                k2 = vector_field(x + 0.5 * h * k1, cho_mg, ins, dbar, p, nonneg)
-                k3 = vector_field(x + 0.5 * h * k2, cho_mg, ins, dbar, p, nonneg)
-                k4 = vector_field(x + h * k3, cho_mg, ins, dbar, p, nonneg)
-                x = x + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+            inputs[:, 0] = to_eat * 1000.0
+            inputs[:, 10] = insulin[:, t] * to_pmol
+            x = _rk4_minute(x, rows, cols, values, c0 + inputs, q, dbar, nonneg, self.substeps)
             gsub[:, t + 1] = x[:, 12] / vg
             if states is not None:
                 states[:, t + 1] = x
-        return SimResult(gsub, states, eaten)
+        return SimResult(gsub, states, eaten, insulin)
 
 
 def _inputs(name: str, value, B: int, ref: Tensor) -> Tensor:

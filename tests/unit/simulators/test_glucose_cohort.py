@@ -1,0 +1,149 @@
+"""Simulated T1D cohort: MEDS validity through the real readers, behaviour, counterfactual
+arms, determinism, the cached source and a training step on it."""
+
+import shutil
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from tests.conftest import compose_train
+from twinode.cli.data import load_spec, main
+from twinode.data.simulators.glucose_behaviour import Behaviour, draw_plan
+from twinode.data.simulators.glucose_cohort import ARMS, BASAL, BASAL_END, BOLUS, CGM, MEAL, WEIGHT
+from twinode.data.simulators.glucose_source import GlucoseSimSource
+from twinode.data.sources import MedsSource
+from twinode.data.validate import validate
+
+N, DAYS, SEED = 10, 1, 3
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    out = tmp_path_factory.mktemp("glucose") / "cohort"
+    assert main(["simulate", "glucose", "--patients", str(N), "--days", str(DAYS), "--seed", str(SEED), "--out", str(out)]) == 0
+    return out
+
+
+def _events(root):
+    return pl.read_parquet(root / "data" / "*" / "*.parquet").sort(["subject_id", "time"], maintain_order=True)
+
+
+def test_cohort_is_valid_meds_for_the_glucose_spec(cohort):
+    spec = load_spec("glucose")
+    report, _ = validate(cohort, spec)
+    assert report.subjects == N and report.usable_subjects == N
+    # Only the basal end markers stay unmapped: infusion pairing reads them, no feature keeps them.
+    assert dict(report.dropped) == {"unmapped_code": N}, report.dropped
+    loaded = MedsSource(str(cohort), spec, use_cache=False).load()
+    assert len(loaded.records) == N
+    assert sorted(set(loaded.splits.values())) == ["held_out", "train", "tuning"]
+    rec = loaded.records[0]
+    assert rec.doses.shape[0] >= 4  # meals, boluses and the basal infusion
+
+
+def test_cgm_every_five_minutes_and_interventions(cohort):
+    ev = _events(cohort)
+    cgm = ev.filter(pl.col("code") == CGM)
+    per_subject = cgm.group_by("subject_id").agg(pl.len().alias("n"), pl.col("time").diff().drop_nulls().unique().alias("gaps"))
+    assert per_subject["n"].to_list() == [DAYS * 288 + 1] * N
+    assert all([d.total_seconds() for d in g.to_list()] == [300.0] for g in per_subject["gaps"])
+    v = cgm["numeric_value"].to_numpy()
+    assert 39 <= v.min() and v.max() <= 400
+    meals = ev.filter(pl.col("code") == MEAL).group_by("subject_id").len()
+    assert meals["len"].min() >= 3  # breakfast, lunch, dinner at least
+    bolus_share = ev.filter(pl.col("code") == BOLUS).height / ev.filter(pl.col("code") == MEAL).height
+    assert 0.5 < bolus_share < 1.5
+    basal = ev.filter(pl.col("code").is_in([BASAL, BASAL_END])).group_by("code").len()
+    assert dict(basal.iter_rows()) == {BASAL: N, BASAL_END: N}
+    weights = ev.filter(pl.col("code") == WEIGHT)["numeric_value"].to_numpy()
+    assert len(weights) == N and (weights > 15).all()
+    truth = pl.read_parquet(cohort / "truth.parquet")
+    assert truth.height == N * (DAYS * 288 + 1)
+    noise = cgm["numeric_value"].to_numpy() - truth.sort(["subject_id", "minute"])["gsub_mg_dl"].to_numpy()
+    assert 3 < np.abs(noise).mean() < 30  # a noisy sensor, not a copy of the truth
+
+
+def test_counterfactual_arms_share_history_and_differ_after_branch(cohort):
+    cf = cohort / "counterfactual"
+    arms = pl.read_parquet(cf / "metadata" / "arms.parquet")
+    held = pl.read_parquet(cohort / "metadata" / "subject_splits.parquet").filter(pl.col("split") == "held_out")["subject_id"]
+    assert sorted(arms["factual_subject_id"].unique().to_list()) == sorted(held.to_list())
+    assert sorted(arms["arm"].unique().to_list()) == sorted(ARMS)
+    branch = arms["branch_minute"][0]
+    truth = pl.read_parquet(cohort / "truth.parquet")
+    cf_truth = pl.read_parquet(cf / "truth.parquet")
+    for sid, fid, arm in arms.select("subject_id", "factual_subject_id", "arm").iter_rows():
+        a = cf_truth.filter(pl.col("subject_id") == sid).sort("minute")
+        f = truth.filter(pl.col("subject_id") == fid).sort("minute")
+        before = a["minute"] <= branch
+        np.testing.assert_array_equal(a.filter(before)["gsub_mg_dl"].to_numpy(), f.filter(before)["gsub_mg_dl"].to_numpy())
+        after_a, after_f = a.filter(~before)["gsub_mg_dl"].to_numpy(), f.filter(~before)["gsub_mg_dl"].to_numpy()
+        if arm in ("basal_suspend", "double_basal"):
+            assert np.abs(after_a - after_f).max() > 1.0, arm
+        if arm == "basal_suspend":
+            assert after_a[-1] > after_f[-1]
+        if arm == "double_basal":
+            assert after_a[-1] < after_f[-1]
+    report, _ = validate(cf, load_spec("glucose"))
+    assert report.usable_subjects == arms.height and dict(report.dropped) == {"unmapped_code": 2 * arms.height}
+
+
+def test_same_seed_same_cohort_through_the_cached_source(cohort, tmp_path):
+    source = GlucoseSimSource(load_spec("glucose"), n_patients=N, days=DAYS, seed=SEED, cache_dir=str(tmp_path))
+    path = source.ensure_cohort()
+    assert _events(path).equals(_events(cohort))
+    assert pl.read_parquet(path / "counterfactual" / "truth.parquet").equals(pl.read_parquet(cohort / "counterfactual" / "truth.parquet"))
+    stamp = (path / "metadata" / "dataset.json").stat().st_mtime_ns
+    loaded = source.load()  # second use: no new simulation
+    assert (path / "metadata" / "dataset.json").stat().st_mtime_ns == stamp
+    assert len(loaded.records) == N and loaded.name.startswith("glucose_sim(n=10")
+
+
+def test_behaviour_depends_on_seed_only():
+    bw, cr, cf, basal = np.array([70.0, 30.0]), np.array([10.0, 25.0]), np.array([40.0, 80.0]), np.array([0.02, 0.008])
+    a = draw_plan(np.random.default_rng(1), bw, cr, cf, basal, 2)
+    b = draw_plan(np.random.default_rng(1), bw, cr, cf, basal, 2)
+    c = draw_plan(np.random.default_rng(2), bw, cr, cf, basal, 2)
+    assert torch.equal(a.meals_g, b.meals_g) and torch.equal(a.meal_bolus_u, b.meal_bolus_u)
+    assert not torch.equal(a.meals_g, c.meals_g)
+    assert a.meals_g.shape == (2, 2 * 1440)
+    assert (a.meals_g > 0).sum(1).min() >= 6  # three meals a day
+    assert a.meals_g[1].sum() < a.meals_g[0].sum()  # a 30 kg child eats less than a 70 kg adult
+
+
+def test_missed_and_late_boluses_happen():
+    n = 400
+    ones = np.ones(n)
+    plan = draw_plan(np.random.default_rng(0), 70 * ones, 10 * ones, 40 * ones, 0.02 * ones, 1, Behaviour(snack_prob=0.0))
+    meals_per_patient = (plan.meals_g > 0).sum(1).float()
+    boluses_per_patient = (plan.meal_bolus_u > 0).sum(1).float()
+    missed = 1 - boluses_per_patient.sum() / meals_per_patient.sum()
+    assert 0.05 < missed.item() < 0.16  # 10% missed (merged same-minute meals aside)
+    first_meal = (plan.meals_g > 0).float().argmax(1)
+    first_bolus = (plan.meal_bolus_u > 0).float().argmax(1)
+    delay = first_bolus - first_meal
+    bolused = delay.abs() <= 90  # the breakfast bolus was given (else the first bolus is lunch's)
+    late = (delay[bolused] >= 15).float().mean().item()
+    assert 0.10 < late < 0.24  # 15% of all boluses are late: 1/6 of those given
+
+
+def test_a_twin_trains_on_the_cohort(cohort, tmp_path):
+    from lightning.pytorch import Trainer
+
+    from twinode.training.pipeline import build_twin
+
+    cache = tmp_path / "cache"
+    shutil.copytree(cohort, GlucoseSimSource(None, N, DAYS, SEED, cache_dir=str(cache)).cohort_dir())
+    cfg = compose_train(tmp_path, ["experiment=glucose", f"data.source.n_patients={N}", f"data.source.seed={SEED}",
+                                   f"data.source.cache_dir={cache}", "data.batch_size=4", "model.twin.latent_dim=8",
+                                   "model.twin.hidden=16", "model.twin.encoder_hidden=16", "solver.step=2.0"])
+    dm = instantiate(cfg.data)
+    dm.setup()
+    assert dm.spec.name == "glucose"
+    lit = instantiate(cfg.model.lit)(twin=build_twin(cfg, dm.dims, dm.spec))
+    before = {k: v.clone() for k, v in lit.twin.state_dict().items()}
+    Trainer(fast_dev_run=True, accelerator="cpu", logger=False, enable_progress_bar=False).fit(lit, datamodule=dm)
+    assert any(not torch.equal(before[k], v) for k, v in lit.twin.state_dict().items())
