@@ -13,6 +13,7 @@ from tests.conftest import compose_train
 from twinode.cli.data import load_spec, main
 from twinode.data.simulators.glucose_behaviour import Behaviour, draw_plan
 from twinode.data.simulators.glucose_cohort import ARMS, BASAL, BASAL_END, BOLUS, CGM, MEAL, WEIGHT
+from twinode.data.simulators.glucose_eval import ArmForecasts, clarke_zones, forecast_arms, score, time_in_range
 from twinode.data.simulators.glucose_source import GlucoseSimSource
 from twinode.data.sources import MedsSource
 from twinode.data.validate import validate
@@ -147,3 +148,36 @@ def test_a_twin_trains_on_the_cohort(cohort, tmp_path):
     before = {k: v.clone() for k, v in lit.twin.state_dict().items()}
     Trainer(fast_dev_run=True, accelerator="cpu", logger=False, enable_progress_bar=False).fit(lit, datamodule=dm)
     assert any(not torch.equal(before[k], v) for k, v in lit.twin.state_dict().items())
+
+    # The same twin, scripted as export does, answers the what-if evaluation.
+    from twinode.export.torchscript import build_predictor
+
+    predictor = torch.jit.script(build_predictor(lit.twin.eval(), dm.normaliser.as_dict(), dm.spec))
+    arms = forecast_arms(predictor, cohort, dm.spec)
+    assert [a.arm for a in arms] == ["factual", *ARMS]
+    for a in arms:
+        assert a.truth.shape == a.forecasts["twin"].shape == (1, 72) and np.isfinite(a.forecasts["twin"]).all()
+    rows = score(arms)
+    assert len(rows) == 2 * len(arms) and all(np.isfinite(r["rmse_6h"]) for r in rows)
+
+
+def test_scores_a_perfect_and_a_plan_blind_forecaster():
+    truth = {"factual": np.array([[100.0] * 72]), "no_bolus": np.array([[100.0 + i for i in range(72)]])}
+    arms = [ArmForecasts(arm, t, {"perfect": t.copy(), "blind": truth["factual"].copy()}) for arm, t in truth.items()]
+    rows = {(r["arm"], r["forecaster"]): r for r in score(arms)}
+    perfect = rows["no_bolus", "perfect"]
+    assert perfect["rmse_6h"] == 0 and perfect["effect_rmse_6h"] == 0 and perfect["clarke_ab_pct"] == 100
+    blind = rows["no_bolus", "blind"]
+    assert blind["rmse_6h"] == blind["effect_rmse_6h"] == blind["true_effect_6h"] == 71.0
+    assert blind["rmse_0.5h"] == 5.0 and blind["rmse_2h"] == 23.0
+    assert blind["tir_abs_error_pp"] == 0  # 100..171 mg/dL is all in range, as is 100
+    low = np.full((1, 72), 60.0)
+    far = score([ArmForecasts("factual", low, {"high": low + 90.0})])[0]
+    assert far["tir_abs_error_pp"] == 100 and far["clarke_ab_pct"] == 0  # 150 for a true 60: zone D
+
+
+def test_clarke_zones_and_time_in_range():
+    ref = np.array([100, 60, 250, 50, 300, 150, 200])
+    pred = np.array([110, 65, 60, 200, 140, 300, 300])
+    assert clarke_zones(ref, pred).tolist() == ["A", "A", "E", "E", "D", "C", "B"]
+    assert time_in_range(np.array([[60.0, 70.0, 180.0, 181.0]])).tolist() == [0.5]

@@ -1,0 +1,129 @@
+"""What-if evaluation on a simulated cohort: the twin's forecast under each insulin plan vs
+the simulator's noise-free truth.
+
+For every held-out subject the history is its factual record up to the branch minute (the
+same for every arm); the plan is the arm's meals and insulin after it. Forecasts are scored
+against the truth at 30 min, 2 h and 6 h, and over the whole 6-h horizon for time in range
+(70-180 mg/dL) and Clarke error grid zones. The *effect* error compares the predicted
+difference between an arm and the factual plan with the true difference: a forecaster that
+ignores the plan (last observation carried forward) has effect 0 and pays the whole effect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+HORIZONS_H = (0.5, 2.0, 6.0)
+STEP_H = 5.0 / 60.0
+
+
+def clarke_zones(reference: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Clarke error grid zone (``"A"``..``"E"``) of each (reference, predicted) pair in mg/dL."""
+    r, p = np.asarray(reference, float), np.asarray(predicted, float)
+    zone = np.full(r.shape, "B", dtype="<U1")
+    a = ((r <= 70) & (p <= 70)) | ((p <= 1.2 * r) & (p >= 0.8 * r))
+    e = ((r >= 180) & (p <= 70)) | ((r <= 70) & (p >= 180))
+    c = ((r >= 70) & (r <= 290) & (p >= r + 110)) | ((r >= 130) & (r <= 180) & (p <= 7.0 / 5.0 * r - 182))
+    d = (((r >= 240) & (p >= 70) & (p <= 180)) | ((r <= 175.0 / 3.0) & (p <= 180) & (p >= 70))
+         | ((r >= 175.0 / 3.0) & (r <= 70) & (p >= 6.0 / 5.0 * r)))
+    for mask, name in ((d, "D"), (c, "C"), (e, "E"), (a, "A")):  # later rules win, A first in priority
+        zone[mask] = name
+    return zone
+
+
+def time_in_range(glucose: np.ndarray, low: float = 70.0, high: float = 180.0) -> np.ndarray:
+    """Share of readings in [low, high] along the last axis."""
+    g = np.asarray(glucose, float)
+    return ((g >= low) & (g <= high)).mean(-1)
+
+
+@dataclass
+class ArmForecasts:
+    arm: str
+    truth: np.ndarray  # [S, Q] noise-free glucose after the branch
+    forecasts: dict[str, np.ndarray]  # forecaster -> [S, Q]
+
+
+def _records(path: Path, spec) -> dict:
+    from twinode.data.sources import MedsSource
+
+    loaded = MedsSource(str(path), spec, use_cache=False).load()
+    return {r.subject_id: r for r in loaded.records}, loaded.splits
+
+
+def _truth(path: Path, ids: list[int], minutes: np.ndarray) -> np.ndarray:
+    t = pl.read_parquet(path).filter(pl.col("subject_id").is_in(ids) & pl.col("minute").is_in(minutes.tolist()))
+    t = t.sort(["subject_id", "minute"])
+    out = {sid: g.sort("minute")["gsub_mg_dl"].to_numpy() for (sid,), g in t.group_by("subject_id")}
+    return np.stack([out[i] for i in ids])
+
+
+def forecast_arms(twin, cohort: str | Path, spec, horizon_h: float = 6.0) -> list[ArmForecasts]:
+    """Twin and LOCF forecasts for every held-out subject under the factual plan and each arm."""
+    cohort = Path(cohort)
+    arms = pl.read_parquet(cohort / "counterfactual" / "metadata" / "arms.parquet")
+    branch_min = int(arms["branch_minute"][0])
+    branch_h = branch_min / 60.0
+    factual, _ = _records(cohort, spec)
+    counterfactual, _ = _records(cohort / "counterfactual", spec)
+    held = sorted(arms["factual_subject_id"].unique().to_list())
+    n_q = int(round(horizon_h / STEP_H))
+    query = torch.tensor([branch_h + STEP_H * (k + 1) for k in range(n_q)], dtype=torch.float32)
+    minutes = branch_min + 5 * np.arange(1, n_q + 1)
+
+    def run(records) -> dict[str, np.ndarray]:
+        twin_f, locf = [], []
+        for r in records:
+            hist = r.times <= branch_h + 1e-4
+            times = torch.from_numpy(r.times[hist])
+            values, mask = torch.from_numpy(r.values[hist]), torch.from_numpy(r.mask[hist])
+            with torch.no_grad():
+                mean, _ = twin.forecast(times, values, mask, torch.from_numpy(r.static), torch.from_numpy(r.doses), query)
+            twin_f.append(mean[:, 0].numpy())
+            seen = r.mask[hist, 0] > 0
+            locf.append(np.full(n_q, r.values[hist][seen, 0][-1]))
+        return {"twin": np.stack(twin_f), "locf": np.stack(locf)}
+
+    out = [ArmForecasts("factual", _truth(cohort / "truth.parquet", held, minutes), run([factual[i] for i in held]))]
+    for arm in arms["arm"].unique(maintain_order=True).to_list():
+        rows = arms.filter(pl.col("arm") == arm).sort("factual_subject_id")
+        ids = rows["subject_id"].to_list()
+        assert rows["factual_subject_id"].to_list() == held
+        out.append(ArmForecasts(arm, _truth(cohort / "counterfactual" / "truth.parquet", ids, minutes),
+                                run([counterfactual[i] for i in ids])))
+    return out
+
+
+def score(arms: list[ArmForecasts]) -> list[dict]:
+    """One row per (arm, forecaster): RMSE at each horizon, effect RMSE, TIR error, Clarke A+B."""
+    factual = next(a for a in arms if a.arm == "factual")
+    rows = []
+    for a in arms:
+        for name, pred in a.forecasts.items():
+            row = {"arm": a.arm, "forecaster": name, "subjects": int(a.truth.shape[0])}
+            for h in HORIZONS_H:
+                k = int(round(h / STEP_H)) - 1
+                row[f"rmse_{h:g}h"] = float(np.sqrt(np.mean((pred[:, k] - a.truth[:, k]) ** 2)))
+            if a.arm != "factual":
+                k = len(a.truth[0]) - 1
+                pred_effect = pred[:, k] - factual.forecasts[name][:, k]
+                true_effect = a.truth[:, k] - factual.truth[:, k]
+                row["effect_rmse_6h"] = float(np.sqrt(np.mean((pred_effect - true_effect) ** 2)))
+                row["true_effect_6h"] = float(np.mean(np.abs(true_effect)))
+            row["tir_abs_error_pp"] = float(100 * np.mean(np.abs(time_in_range(pred) - time_in_range(a.truth))))
+            zones = clarke_zones(a.truth.reshape(-1), pred.reshape(-1))
+            row["clarke_ab_pct"] = float(100 * np.isin(zones, ["A", "B"]).mean())
+            rows.append(row)
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    cols = ["arm", "forecaster", "rmse_0.5h", "rmse_2h", "rmse_6h", "effect_rmse_6h", "true_effect_6h", "tir_abs_error_pp", "clarke_ab_pct"]
+    head = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
+    fmt = lambda v: f"{v:.1f}" if isinstance(v, float) else ("" if v is None else str(v))  # noqa: E731
+    return head + "".join("| " + " | ".join(fmt(r.get(c)) for c in cols) + " |\n" for r in rows)
