@@ -17,7 +17,9 @@ by :mod:`glucose_behaviour`. Everything follows from ``seed``.
 
 from __future__ import annotations
 
+import csv
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -57,7 +59,6 @@ class CohortReport:
 
 def _quest() -> dict[str, dict[str, float]]:
     from importlib import resources
-    import csv
 
     text = resources.files("twinode.data.simulators").joinpath("data", "quest.csv").read_text()
     return {r["Name"]: {k: float(v) for k, v in r.items() if k != "Name"} for r in csv.DictReader(text.splitlines())}
@@ -74,8 +75,8 @@ def _splits(n: int, rng: np.random.Generator) -> np.ndarray:
 
 def generate_glucose_cohort(out: str | Path, n_patients: int, days: int, seed: int, branch_minute: int | None = None,
                             device: str = "cpu", behaviour: Behaviour = Behaviour()) -> CohortReport:
-    import time
-
+    """Simulate and write the cohort (layout in the module docstring); ``branch_minute``
+    defaults to 6 h before the end."""
     if not isinstance(n_patients, int) or n_patients < 1:
         raise ConfigError("patients", n_patients, hint="an integer >= 1")
     if not isinstance(days, int) or days < 1:
@@ -129,40 +130,42 @@ def generate_glucose_cohort(out: str | Path, n_patients: int, days: int, seed: i
                   "basal_u_per_h": plan.basal_u_per_min[:, 0].numpy() * 60, "split": split.astype(str)}
                  ).write_parquet(out / "metadata" / "patients.parquet")
 
-    # Counterfactual arms for the held-out subjects: realised inputs up to the branch, then the arm's plan.
     held = np.nonzero(split == "held_out")[0]
-    n_cf = 0
-    if len(held):
-        rows = np.repeat(held, len(ARMS))
-        arm_names = list(ARMS) * len(held)
-        bf = torch.tensor([ARMS[a][0] for a in arm_names], dtype=torch.float64)[:, None]
-        sf = torch.tensor([ARMS[a][1] for a in arm_names], dtype=torch.float64)[:, None]
-        after = (torch.arange(T) >= branch)[None, :]
-        cf_bolus = torch.where(after, bolus[rows] * bf, bolus[rows])
-        cf_basal = torch.where(after, plan.basal_u_per_min[rows] * sf, plan.basal_u_per_min[rows])
-        cf_sim = UVAPadovaSimulator(load_patients([chosen[i] for i in rows], device=device))
-        res = cf_sim.simulate(plan.meals_g[rows].to(device), (cf_basal + cf_bolus).to(device), x0=x0[rows], keep_states=False)
-        cf_truth = res.gsub.cpu()[:, read_idx]
-        cf_cgm = torch.clamp(cf_truth + err[rows], sensor.min_mg_dl, sensor.max_mg_dl)
-        arm_index = np.array([list(ARMS).index(a) + 1 for a in arm_names])
-        cf_ids = 1_000_000 + ids[rows] * 10 + arm_index
-        segs = []
-        for j, i in enumerate(rows):
-            rate = plan.basal_u_per_min[i, 0].item()
-            segs.append([(0, branch, rate), (branch, T, rate * ARMS[arm_names[j]][1])])
-        cf_events = _events(cf_ids, cf_cgm.numpy(), plan.meals_g[rows].numpy(), cf_bolus.numpy(), segs,
-                            {k: v[rows] for k, v in statics.items()})
-        cf_dir = out / "counterfactual"
-        _write_meds(cf_dir, cf_events, cf_ids, np.array(["held_out"] * len(rows), dtype=object),
-                    "Counterfactual insulin plans for the held-out subjects of the simulated T1D cohort")
-        _truth(cf_ids, cf_truth.numpy()).write_parquet(cf_dir / "truth.parquet")
-        pl.DataFrame({"subject_id": cf_ids, "factual_subject_id": ids[rows], "arm": arm_names,
-                      "branch_minute": np.full(len(rows), branch, np.int64),
-                      "bolus_factor": bf[:, 0].numpy(), "basal_factor": sf[:, 0].numpy()}
-                     ).write_parquet(cf_dir / "metadata" / "arms.parquet")
-        n_cf = len(rows)
+    n_cf = _counterfactual(out / "counterfactual", held, ids, chosen, plan, bolus, x0, err, statics, branch, device) if len(held) else 0
     return CohortReport(n_patients, days, events.height, n_cf, time.perf_counter() - start,
                         {s: int((split == s).sum()) for s in ("train", "tuning", "held_out")})
+
+
+def _counterfactual(cf_dir: Path, held, ids, chosen, plan, bolus, x0, err, statics, branch: int, device: str) -> int:
+    """Each held-out subject under every arm: realised inputs up to ``branch``, the arm's plan after."""
+    T = plan.meals_g.shape[1]
+    sensor = CGMSensor()
+    rows = np.repeat(held, len(ARMS))
+    arm_names = list(ARMS) * len(held)
+    bf = torch.tensor([ARMS[a][0] for a in arm_names], dtype=torch.float64)[:, None]
+    sf = torch.tensor([ARMS[a][1] for a in arm_names], dtype=torch.float64)[:, None]
+    after = (torch.arange(T) >= branch)[None, :]
+    cf_bolus = torch.where(after, bolus[rows] * bf, bolus[rows])
+    cf_basal = torch.where(after, plan.basal_u_per_min[rows] * sf, plan.basal_u_per_min[rows])
+    sim = UVAPadovaSimulator(load_patients([chosen[i] for i in rows], device=device))
+    res = sim.simulate(plan.meals_g[rows].to(device), (cf_basal + cf_bolus).to(device), x0=x0[rows], keep_states=False)
+    truth = res.gsub.cpu()[:, torch.arange(0, T + 1, CGM_EVERY_MIN)]
+    cgm = torch.clamp(truth + err[rows], sensor.min_mg_dl, sensor.max_mg_dl)
+    cf_ids = 1_000_000 + ids[rows] * 10 + np.array([list(ARMS).index(a) + 1 for a in arm_names])
+    segs = []
+    for j, i in enumerate(rows):
+        rate = plan.basal_u_per_min[i, 0].item()
+        segs.append([(0, branch, rate), (branch, T, rate * ARMS[arm_names[j]][1])])
+    events = _events(cf_ids, cgm.numpy(), plan.meals_g[rows].numpy(), cf_bolus.numpy(), segs,
+                     {k: v[rows] for k, v in statics.items()})
+    _write_meds(cf_dir, events, cf_ids, np.array(["held_out"] * len(rows), dtype=object),
+                "Counterfactual insulin plans for the held-out subjects of the simulated T1D cohort")
+    _truth(cf_ids, truth.numpy()).write_parquet(cf_dir / "truth.parquet")
+    pl.DataFrame({"subject_id": cf_ids, "factual_subject_id": ids[rows], "arm": arm_names,
+                  "branch_minute": np.full(len(rows), branch, np.int64),
+                  "bolus_factor": bf[:, 0].numpy(), "basal_factor": sf[:, 0].numpy()}
+                 ).write_parquet(cf_dir / "metadata" / "arms.parquet")
+    return len(rows)
 
 
 def _events(ids, cgm, meals, bolus, basal_segments, statics) -> pl.DataFrame:
