@@ -67,5 +67,27 @@ class MLPField(nn.Module):
         self.control = nn.Linear(n_interventions, latent_dim, bias=False)
 
     def forward(self, t: Tensor, z: Tensor, doses: Tensor, s: Tensor) -> Tensor:
-        u = self.dose_effect(t, doses)
+        return self.given_effect(z, self.dose_effect(t, doses), s)
+
+    def given_effect(self, z: Tensor, u: Tensor, s: Tensor) -> Tensor:
+        """The field for an already computed dose effect ``u [B, C]`` (shared with a hybrid prior)."""
         return self.net(torch.cat([z, u, s], dim=-1)) + self.control(u)
+
+
+class HybridField(nn.Module):
+    """dz/dt = mechanistic(t, z, u(t), s) + residual(z, u(t), s).
+
+    ``mechanistic`` is any scriptable module with
+    ``forward(t[B], z[B,L], u[B,C], s[B,E]) -> [B,L]``, where ``u`` is the dose effect of the
+    residual's :class:`DoseEffect` (one effect compartment per intervention channel, so both
+    terms see the same drug exposure). The neural residual learns what the prior misses.
+    """
+
+    def __init__(self, mechanistic: nn.Module, residual: MLPField):
+        super().__init__()
+        self.mechanistic = mechanistic
+        self.residual = residual
+
+    def forward(self, t: Tensor, z: Tensor, doses: Tensor, s: Tensor) -> Tensor:
+        u = self.residual.dose_effect(t, doses)
+        return self.mechanistic(t, z, u, s) + self.residual.given_effect(z, u, s)

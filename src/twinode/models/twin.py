@@ -1,6 +1,7 @@
 """PatientTwin: the latent ODE model of a patient, plain torch and TorchScript-compatible.
 
-history --encoder--> q(z_a) at the anchor (last observed time)
+history --encoder--> q(z_a) at the anchor (last observed time), for every encoder
+  (GRU with time gaps, forward; ODE-RNN, backward by default: see models.encoders)
 z_a --ODE dz/dt = f(z, u(t), s)--> z(t) at any query time, before or after the anchor
 z(t) --decoder--> Gaussian p(x(t) | z(t)) in normalised units
 
@@ -10,25 +11,36 @@ Lightning wraps this module for training; export scripts this very module.
 
 from typing import Final
 
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import torch
 from torch import Tensor, nn
 
+from twinode.errors import ConfigError
 from twinode.models.decoders import GaussianDecoder
-from twinode.models.dynamics import MLPField
-from twinode.models.encoders import GRUDeltaEncoder
+from twinode.models.dynamics import HybridField, MLPField
+from twinode.models.encoders import GRUDeltaEncoder, ODERNNEncoder
 from twinode.solvers import FixedGridSolver
 
 
+ENCODERS = ("gru_delta", "ode_rnn")
+
+
 class PatientTwin(nn.Module):
+    """``encoder``: ``gru_delta`` or ``ode_rnn`` (``encoder_direction``, ``encoder_ode_steps``,
+    ``encoder_method`` configure the latter). ``mechanistic``: None for a purely neural field,
+    or a factory ``make(latent_dim=, n_interventions=, static_dim=) -> nn.Module`` for a
+    :class:`HybridField` prior (e.g. ``models.mechanistic.VasopressorMAP``)."""
+
     variational: Final[bool]
     has_risk: Final[bool]
 
     def __init__(self, n_measurements: int, n_static: int, n_interventions: int, solver=None,
                  latent_dim: int = 16, hidden: int = 64, encoder_hidden: int = 64, static_embed: int = 8,
                  field_layers: int = 2, half_life_h: Optional[List[float]] = None, variational: bool = True,
-                 risk_head: bool = False):
+                 risk_head: bool = False, encoder: str = "gru_delta", encoder_direction: str = "backward",
+                 encoder_ode_steps: int = 1, encoder_method: str = "rk4", encoder_time_scale_h: float = 24.0,
+                 mechanistic: Optional[Callable[..., nn.Module]] = None):
         super().__init__()
         if n_measurements < 1:
             raise ValueError(f"a twin needs at least one measurement channel, got n_measurements={n_measurements}")
@@ -36,8 +48,17 @@ class PatientTwin(nn.Module):
         self.latent_dim = latent_dim
         self.variational = variational
         self.static_net = nn.Sequential(nn.Linear(2 * n_static, static_embed), nn.Tanh())
-        self.encoder = GRUDeltaEncoder(n_measurements, static_embed, latent_dim, encoder_hidden)
+        if encoder == "gru_delta":
+            self.encoder = GRUDeltaEncoder(n_measurements, static_embed, latent_dim, encoder_hidden)
+        elif encoder == "ode_rnn":
+            self.encoder = ODERNNEncoder(n_measurements, static_embed, latent_dim, encoder_hidden, encoder_direction,
+                                         encoder_ode_steps, encoder_method, encoder_time_scale_h)
+        else:
+            raise ConfigError("model.twin.encoder", encoder, ENCODERS)
         field = MLPField(latent_dim, n_interventions, static_embed, hidden, field_layers, half_life_h)
+        if mechanistic is not None:
+            field = HybridField(mechanistic(latent_dim=latent_dim, n_interventions=n_interventions,
+                                            static_dim=static_embed), field)
         make_solver = solver if solver is not None else FixedGridSolver
         self.solver = make_solver(field=field)
         self.decoder = GaussianDecoder(latent_dim, n_measurements, hidden)
@@ -45,17 +66,21 @@ class PatientTwin(nn.Module):
         self.has_risk = risk_head
         self.risk_net = nn.Sequential(nn.Linear(latent_dim + static_embed, hidden), nn.Tanh(), nn.Linear(hidden, 1)) if risk_head else nn.Identity()
 
+    @torch.jit.export
     def embed_static(self, s: Tensor, s_known: Tensor) -> Tensor:
         return self.static_net(torch.cat([s * s_known, s_known], dim=-1))
 
+    @torch.jit.export
     def encode(self, hist_t: Tensor, hist_x: Tensor, hist_m: Tensor, hist_len: Tensor, s_emb: Tensor) -> tuple[Tensor, Tensor]:
         return self.encoder(hist_t, hist_x, hist_m, hist_len, s_emb)
 
+    @torch.jit.export
     def decode_at(self, z_a: Tensor, anchor: Tensor, tq: Tensor, doses: Tensor, s_emb: Tensor) -> tuple[Tensor, Tensor]:
         """Predictive mean and log-std ``[B, Q, D]`` (normalised units) at query times ``tq [B, Q]``."""
         zq = self.solver(z_a, anchor, tq, doses, s_emb)
         return self.decoder(zq)
 
+    @torch.jit.export
     def risk_logit(self, z_a: Tensor, s_emb: Tensor) -> Tensor:
         """Logit of the outcome ``[B]`` from the anchor state; raises when there is no risk head."""
         if not self.has_risk:

@@ -13,7 +13,7 @@ from twinode.errors import SolverError
 from twinode.models.decoders import gaussian_nll
 from twinode.models.twin import PatientTwin
 from twinode.training.losses import kl_standard_normal, kl_weight
-from twinode.training.metrics import locf_forecast, masked_abs_error
+from twinode.training.metrics import locf_forecast, masked_abs_error, masked_sq_error
 
 
 class TwinLitModule(L.LightningModule):
@@ -27,6 +27,7 @@ class TwinLitModule(L.LightningModule):
         # Everything needed to rebuild and export the twin from a checkpoint alone.
         self.metadata = metadata or {}
         self.val_mae, self.val_mae_locf, self.val_nll = MeanMetric(), MeanMetric(), MeanMetric()
+        self.val_mse, self.val_mse_all = MeanMetric(), MeanMetric()
         self.risk_weight = risk_weight
         self.val_auroc, self.val_auprc = BinaryAUROC(), BinaryAveragePrecision()
 
@@ -95,6 +96,13 @@ class TwinLitModule(L.LightningModule):
         if cnt > 0:
             self.val_mae.update(err / cnt, weight=cnt)
             self.val_mae_locf.update(err_locf / cnt, weight=cnt)
+        # MSE on every observed target (also channels LOCF cannot cover), normalised units.
+        sq_all, cnt_all = masked_sq_error(out["mean_f"], b.tgt_x, b.tgt_m)
+        if cnt_all > 0:
+            self.val_mse_all.update(sq_all / cnt_all, weight=cnt_all)
+        if cnt > 0:
+            sq, _ = masked_sq_error(out["mean_f"], b.tgt_x, mask)
+            self.val_mse.update(sq / cnt, weight=cnt)
         if out["cnt_f"] > 0:
             self.val_nll.update(out["nll_f"] / out["cnt_f"], weight=out["cnt_f"])
         self.log("val/loss", out["loss"], batch_size=len(b), sync_dist=True)
@@ -107,11 +115,13 @@ class TwinLitModule(L.LightningModule):
         self.log("val/forecast_mae", self.val_mae.compute(), prog_bar=True, sync_dist=False)
         self.log("val/forecast_mae_locf", self.val_mae_locf.compute(), sync_dist=False)
         self.log("val/forecast_nll", self.val_nll.compute(), sync_dist=False)
+        self.log("val/forecast_mse", self.val_mse.compute(), sync_dist=False)
+        self.log("val/target_mse", self.val_mse_all.compute(), sync_dist=False)
         if getattr(self, "_risk_seen", False):
             self.log("val/risk_auroc", self.val_auroc.compute())
             self.log("val/risk_auprc", self.val_auprc.compute())
             self._risk_seen = False
-        for m in (self.val_mae, self.val_mae_locf, self.val_nll, self.val_auroc, self.val_auprc):
+        for m in (self.val_mae, self.val_mae_locf, self.val_nll, self.val_mse, self.val_mse_all, self.val_auroc, self.val_auprc):
             m.reset()
 
     def on_train_epoch_start(self) -> None:

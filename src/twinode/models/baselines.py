@@ -1,0 +1,78 @@
+"""Reference models the twin must beat, on the same batches and metrics.
+
+Forecasts are in normalised units, ``[B, Q, D]``, from a padded :class:`~twinode.data.collate.Batch`:
+
+* ``locf``: last observation carried forward per channel;
+* ``history_mean``: the subject's own mean of each channel over the history;
+* ``population_mean``: the train mean (0 in normalised units).
+
+Mortality: :class:`LogisticRisk`, L2-regularised logistic regression on per-channel summary
+features of the history (last, mean, min, max, observation count) plus statics.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from twinode.training.metrics import locf_forecast
+
+
+def history_mean_forecast(hist_x: Tensor, hist_m: Tensor, n_queries: int) -> Tensor:
+    cnt = hist_m.sum(1)
+    mean = (hist_x * hist_m).sum(1) / cnt.clamp(min=1.0)  # 0 (the train mean) where unseen
+    return mean.unsqueeze(1).expand(-1, n_queries, -1)
+
+
+def baseline_forecasts(hist_x: Tensor, hist_m: Tensor, n_queries: int) -> dict[str, Tensor]:
+    """Every forecast baseline; a channel never seen in the history falls back to the train mean."""
+    locf, seen = locf_forecast(hist_x, hist_m, n_queries)
+    return {
+        "locf": locf * seen,
+        "history_mean": history_mean_forecast(hist_x, hist_m, n_queries),
+        "population_mean": torch.zeros_like(locf),
+    }
+
+
+def summary_features(hist_x: Tensor, hist_m: Tensor, static: Tensor, static_m: Tensor) -> Tensor:
+    """``[B, 5 D + 2 S]``: last, mean, min, max and log1p(count) per channel (0 where unseen), statics."""
+    big = 1e4
+    locf, seen = locf_forecast(hist_x, hist_m, 1)
+    cnt = hist_m.sum(1)
+    mean = (hist_x * hist_m).sum(1) / cnt.clamp(min=1.0)
+    lo = torch.where(hist_m > 0, hist_x, torch.full_like(hist_x, big)).min(1).values
+    hi = torch.where(hist_m > 0, hist_x, torch.full_like(hist_x, -big)).max(1).values
+    has = cnt > 0
+    lo, hi = torch.where(has, lo, 0.0), torch.where(has, hi, 0.0)
+    return torch.cat([(locf * seen)[:, 0], mean, lo, hi, torch.log1p(cnt), static * static_m, static_m], dim=-1)
+
+
+class LogisticRisk:
+    """Logistic regression fitted by L-BFGS on standardised features (float64, deterministic)."""
+
+    def __init__(self, l2: float = 1e-2, max_iter: int = 200):
+        self.l2, self.max_iter = l2, max_iter
+
+    def fit(self, features: Tensor, labels: Tensor) -> "LogisticRisk":
+        x = features.double()
+        self.mu, self.sd = x.mean(0), x.std(0).clamp(min=1e-6)
+        x = (x - self.mu) / self.sd
+        y = labels.double()
+        self.w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+        self.b = torch.zeros((), dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.LBFGS([self.w, self.b], max_iter=self.max_iter, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(x @ self.w + self.b, y)
+            loss = loss + self.l2 * self.w.pow(2).sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        return self
+
+    def predict_proba(self, features: Tensor) -> Tensor:
+        x = (features.double() - self.mu) / self.sd
+        with torch.no_grad():
+            return torch.sigmoid(x @ self.w + self.b).float()
