@@ -70,6 +70,8 @@ def test_cli_writes_reference_columns(tmp_path, capsys):
     (["--out", "t.parquet"], "both or neither"),
     (["--scenarios", "s.json", "--patients", "3", "--out", "t.parquet"], "both or neither"),
     (["--patients", "0", "--out", "dir"], "patients"),
+    (["--patients", "2", "--device", "nonsense", "--out", "dir"], "not a torch device"),
+    (["--scenarios", str(FIXTURES / "scenarios_8h.json"), "--out", "t.txt"], "a .parquet or .csv file"),
 ])
 def test_cli_bad_arguments_exit_nonzero_with_one_error_line(tmp_path, capsys, monkeypatch, args, match):
     monkeypatch.chdir(tmp_path)

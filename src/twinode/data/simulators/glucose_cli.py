@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     if (args.scenarios is None) == (args.patients is None):
         raise ConfigError("simulate glucose", "both or neither of --scenarios/--patients",
                           hint="give --scenarios FILE, or --patients N [--days D --seed S]")
+    _check_device(args.device)
     if args.scenarios is not None:
         return _scenarios(args)
     from twinode.data.simulators.glucose_cohort import generate_glucose_cohort
@@ -54,3 +55,14 @@ def _scenarios(args) -> int:
     table.write_parquet(out) if out.suffix == ".parquet" else table.write_csv(out)
     print(f"simulated {len(scenarios)} scenario(s), {table.height} rows -> {out}")
     return 0
+
+
+def _check_device(name: str) -> None:
+    import torch
+
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError("--device", name, hint=f"not a torch device ({exc})") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device", name, hint="CUDA is not available here; use --device cpu")
