@@ -1,22 +1,43 @@
+# syntax=docker/dockerfile:1
 # twinode training image: CUDA PyTorch runtime, non-root, twinode-train as entry point.
-# Build:  docker build -t twinode .
-# Train:  docker run --gpus all --shm-size=2g -v "$PWD/work:/work" twinode trainer=gpu
-FROM pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
+#   docker build -t twinode:0.1.0 .
+#   docker run --gpus all --init --shm-size=8g -v "$PWD/work:/work" twinode:0.1.0 trainer=gpu
+# More (DDP, sweeps, mlflow server): README "Docker" and docs/scaling.md.
+# The base is pinned by tag; for byte-identical rebuilds pin its digest too
+# (docker buildx imagetools inspect pytorch/pytorch:<tag>, then FROM pytorch/pytorch:<tag>@sha256:<digest>).
+ARG BASE_IMAGE=pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
+FROM ${BASE_IMAGE}
 
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
-    TWINODE_CONFIG_DIR=/opt/twinode/configs TWINODE_ROOT=/work
+ARG OPTUNA_SWEEPER=hydra-optuna-sweeper==1.3.0
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    TWINODE_CONFIG_DIR=/opt/twinode/configs TWINODE_ROOT=/work \
+    MPLCONFIGDIR=/tmp/matplotlib
 
-RUN useradd --create-home --uid 1000 twin && mkdir -p /opt/twinode /work && chown twin /work
+# tini reaps DDP worker processes and forwards SIGTERM/SIGINT so Lightning can stop cleanly;
+# git lets runs record the commit when /work is a checkout.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tini git \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --create-home --uid 1000 --shell /usr/sbin/nologin twin \
+ && mkdir -p /opt/twinode /work && chown twin:twin /work
+
 WORKDIR /opt/twinode
-
-# Dependencies first (cached across source edits); torch comes from the base image.
+# Dependencies first, from pyproject.toml alone, so source edits reuse this layer. torch comes
+# from the base image (pyproject asks torch>=2.4, which it satisfies: pip keeps it).
 COPY pyproject.toml README.md ./
-RUN mkdir -p src/twinode && touch src/twinode/__init__.py && pip install . && pip uninstall -y twinode
-COPY src ./src
+RUN mkdir -p src/twinode && touch src/twinode/__init__.py \
+ && pip install ".[scale]" \
+ && pip install --no-deps "${OPTUNA_SWEEPER}" \
+ && pip uninstall -y twinode \
+ && rm -rf src
 COPY configs ./configs
-RUN pip install --no-deps .
+COPY src ./src
+RUN pip install --no-deps . && python -c "import twinode, torch; print('twinode on torch', torch.__version__)"
 
 USER twin
 WORKDIR /work
 VOLUME ["/work"]
-ENTRYPOINT ["twinode-train"]
+# DataLoader workers pass batches through /dev/shm (64 MB by default in Docker): run with
+# --shm-size=8g (or --ipc=host) before raising data.num_workers above its default 0.
+ENTRYPOINT ["tini", "--", "twinode-train"]

@@ -5,14 +5,17 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # CPU wheel unless a CUDA driver is present (a bare `torch` requirement pulls a multi-GB CUDA build).
 TORCH_CPU ?= torch==2.13.0
+# Declares optuna<3 but works with optuna 4/5 (pyproject extra "scale"): install without its pins.
+OPTUNA_SWEEPER ?= hydra-optuna-sweeper==1.3.0
 HAS_CUDA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
 
-.PHONY: help venv install install-dev train test test-slow test-all bench lint clean
+.PHONY: help venv install install-dev train test test-slow test-integration test-all bench lint clean
 
 help:
 	@echo "make train      set up .venv and train the default twin on the embedded cohort"
 	@echo "make test       set up .venv with dev extras and run the test suite"
 	@echo "make test-slow  run the slow suites (real data, long training)"
+	@echo "make test-integration  DDP, resume, sweep and MLflow-server runs (multi-process, a few minutes)"
 	@echo "make bench      run the benchmark scripts"
 
 $(VENV)/.created:
@@ -27,6 +30,7 @@ $(VENV)/.installed: $(VENV)/.created pyproject.toml
 
 $(VENV)/.installed-dev: $(VENV)/.created pyproject.toml
 	$(PIP) install --quiet -e ".[dev,wandb]"
+	$(PIP) install --quiet --no-deps "$(OPTUNA_SWEEPER)"
 	touch $@ $(VENV)/.installed
 
 venv: $(VENV)/.created
@@ -41,6 +45,10 @@ test: $(VENV)/.installed-dev
 
 test-slow: $(VENV)/.installed-dev
 	$(PY) -m pytest -m "slow and not gpu" -q $(ARGS)
+
+test-integration: $(VENV)/.installed-dev
+	$(PY) -m pytest -q tests/integration/test_ddp.py tests/integration/test_resume.py \
+		tests/integration/test_sweep.py tests/integration/test_mlflow_server.py $(ARGS)
 
 test-all: $(VENV)/.installed-dev
 	$(PY) -m pytest -q $(ARGS)

@@ -98,7 +98,8 @@ def train(cfg: DictConfig) -> TrainResult:
             client.set_tag(run_id, "twinode.resumed_from", start.ckpt_path)
         else:
             for key, value in {**environment_tags(cfg.paths.root_dir), "twinode.data_fingerprint": dm.fingerprint,
-                               "twinode.dataset": dm.dataset_name}.items():
+                               "twinode.dataset": dm.dataset_name,
+                               "twinode.world_size": trainer.num_devices * trainer.num_nodes}.items():
                 client.set_tag(run_id, key, value)
             (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
             client.log_artifact(run_id, str(output_dir / "config.yaml"))
