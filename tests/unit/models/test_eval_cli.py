@@ -18,6 +18,7 @@ def checkpoint(tmp_path_factory):
     return train(cfg).best_checkpoint
 
 
+@pytest.mark.slow
 def test_eval_scores_twin_and_baselines_and_logs_to_mlflow(checkpoint, tmp_path):
     import mlflow
 

@@ -50,7 +50,7 @@ def _batch_with_a_poisoned_subject(dm) -> Batch:
     return b
 
 
-@pytest.mark.parametrize("solver", ["rk4", "dopri5"])
+@pytest.mark.parametrize("solver", ["rk4", pytest.param("dopri5", marks=pytest.mark.slow)])
 def test_solver_failure_names_the_subject_through_the_lightning_module(tmp_path, solver):
     base = [o for o in TINY if o not in COARSE]
     overrides = base + (["solver=dopri5"] if solver == "dopri5" else COARSE)
