@@ -32,6 +32,8 @@ class Accumulator:
         self.abs = self.sq = self.sq_mm = self.nll = self.hits = 0.0
         self.count = 0.0
         self.has_std = False
+        # Per channel, original units: sums of |error| and error^2, and counts.
+        self.ch_abs = self.ch_sq = self.ch_count = 0.0
 
     def update(self, pred, target, mask, scale, log_std=None):
         from twinode.models.decoders import gaussian_nll
@@ -41,14 +43,22 @@ class Accumulator:
         self.sq += float(masked_sq_error(pred, target, mask)[0])
         self.sq_mm += float(masked_sq_error(scale(pred, clip=True), scale(target), mask)[0])
         self.count += float(mask.sum())
+        err = (scale.original(pred) - scale.original(target)) * mask
+        self.ch_abs = self.ch_abs + err.abs().flatten(0, 1).sum(0)
+        self.ch_sq = self.ch_sq + err.pow(2).flatten(0, 1).sum(0)
+        self.ch_count = self.ch_count + mask.flatten(0, 1).sum(0)
         if log_std is not None:
             self.has_std = True
             self.nll += float(gaussian_nll(target, mask, pred, log_std)[0])
             self.hits += float(interval_hits(pred, log_std, target, mask))
 
-    def result(self) -> dict[str, float]:
+    def result(self, names: list[str]) -> dict:
         n = max(self.count, 1.0)
         out = {"mae": self.abs / n, "mse": self.sq / n, "mse_minmax": self.sq_mm / n, "n_targets": self.count}
+        cnt = torch.as_tensor(self.ch_count).clamp(min=1.0)
+        mae, rmse = torch.as_tensor(self.ch_abs) / cnt, (torch.as_tensor(self.ch_sq) / cnt).sqrt()
+        out["per_variable"] = {name: {"mae": float(mae[i]), "rmse": float(rmse[i]), "n": float(torch.as_tensor(self.ch_count)[i])}
+                               for i, name in enumerate(names)}
         if self.has_std:
             out.update(nll=self.nll / n, coverage90=self.hits / n)
         return out
@@ -124,7 +134,8 @@ def evaluate(checkpoint: Path, task: str | None = None, data_dir: str | None = N
             feats.append(summary_features(b.hist_x, b.hist_m, b.static, b.static_m)[known])
             if twin.has_risk:
                 twin_risk.append(torch.sigmoid(twin.risk_logit(z, s_emb))[known])
-    results = {"forecast": {k: v.result() for k, v in acc.items()}, "risk": {}}
+    names = [f.name for f in dm.spec.measurements]
+    results = {"forecast": {k: v.result(names) for k, v in acc.items()}, "risk": {}, "units": {f.name: f.unit for f in dm.spec.measurements}}
     y = torch.cat(labels)
     if twin_risk:
         results["risk"]["twin"] = _risk_scores(y, torch.cat(twin_risk))
@@ -151,6 +162,12 @@ def markdown(results: dict) -> str:
         nll = f"{r['nll']:.3f}" if "nll" in r else "-"
         cov = f"{r['coverage90']:.3f}" if "coverage90" in r else "-"
         lines.append(f"| {name} | {r['mae']:.4f} | {r['mse']:.4f} | {r['mse_minmax']:.3e} | {nll} | {cov} |")
+    per = {k: r["per_variable"] for k, r in results["forecast"].items()}
+    lines += ["", "Per variable, original units (MAE / RMSE):", "",
+              "| variable | unit | n | " + " | ".join(per) + " |", "|---|---|---|" + "---|" * len(per)]
+    for name, unit in results["units"].items():
+        cells = [f"{per[k][name]['mae']:.3g} / {per[k][name]['rmse']:.3g}" for k in per]
+        lines.append(f"| {name} | {unit} | {int(per['twin'][name]['n'])} | " + " | ".join(cells) + " |")
     if results["risk"]:
         lines += ["", "| mortality model | AUROC | AUPRC |", "|---|---|---|"]
         for name, r in results["risk"].items():
@@ -171,7 +188,12 @@ def _log_mlflow(uri: str, results: dict, md_path: Path) -> str:
                                                       "twinode.task": results["meta"]["task"]})
     for name, r in results["forecast"].items():
         for k, v in r.items():
-            client.log_metric(run.info.run_id, f"{name}/{k}", v)
+            if k == "per_variable":
+                for var, vm in v.items():
+                    for m_name in ("mae", "rmse"):
+                        client.log_metric(run.info.run_id, f"{name}/{var}/{m_name}", vm[m_name])
+            else:
+                client.log_metric(run.info.run_id, f"{name}/{k}", v)
     for name, r in results["risk"].items():
         for k, v in r.items():
             client.log_metric(run.info.run_id, f"{name}/{k}", v)

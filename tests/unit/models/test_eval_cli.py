@@ -31,6 +31,10 @@ def test_eval_scores_twin_and_baselines_and_logs_to_mlflow(checkpoint, tmp_path)
         assert r["n_targets"] > 0 and r["mse"] > 0 and 0 < r["mse_minmax"] < 1
     assert res["forecast"]["twin"]["n_targets"] == res["forecast"]["locf"]["n_targets"]  # same targets for all
     assert 0 <= res["forecast"]["twin"]["coverage90"] <= 1
+    per = res["forecast"]["locf"]["per_variable"]
+    assert set(per) == {"HR", "MAP", "LACTATE", "TEMP"}
+    assert sum(v["n"] for v in per.values()) == res["forecast"]["locf"]["n_targets"]
+    assert 1.0 < per["MAP"]["mae"] < 40.0 and per["TEMP"]["mae"] < 3.0  # mmHg and degC, not z-scores
     assert "| twin |" in (tmp_path / "eval.md").read_text()
     client = mlflow.tracking.MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("twinode-eval").experiment_id])
