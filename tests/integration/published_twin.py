@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,5 +23,14 @@ class Published:
 def train_and_publish(root: Path) -> Published:
     cfg = compose_train(root, FAST + COARSE + ["trainer.max_epochs=1", "callbacks.progress_bar=null",
                                                f"registry.model_name={MODEL_NAME}"])
-    result = train(cfg)
+    # Lightning's MLFlowLogger sets $MLFLOW_TRACKING_URI (mlflow.set_tracking_uri writes it), which
+    # the train config reads: restore it so later tests in this process get their own store.
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        result = train(cfg)
+    finally:
+        if env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env
     return Published(result, f"sqlite:///{root}/mlflow.db", MODEL_NAME, root)

@@ -14,6 +14,7 @@ from tests.integration.published_twin import train_and_publish
 from twinode.cli.export import main as export_main
 from twinode.cli.predict import main as predict_main
 from twinode.export.torchscript import load_verified_twin
+from twinode.tracking.registry import model_name_for, tracking_uri_set
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +24,8 @@ def published(tmp_path_factory):
 
 @pytest.fixture
 def tracking(published):
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(published.tracking_uri)
-    yield MlflowClient(published.tracking_uri)
-    mlflow.set_tracking_uri(previous)
+    with tracking_uri_set(published.tracking_uri):
+        yield MlflowClient(published.tracking_uri)
 
 
 def test_training_registers_a_candidate_with_the_raw_twin(published, tracking):
@@ -95,3 +94,19 @@ def _logged_example(info) -> list:
     local = mlflow.artifacts.download_artifacts(info.model_uri)
     example = Model.load(local).load_input_example(local)
     return example if isinstance(example, list) else [example]
+
+
+def test_default_model_name_is_the_dataset_base_name():
+    assert model_name_for({"model_name": None}, "synthetic_icu(n=60,seed=0)") == "twinode-synthetic_icu"
+    assert model_name_for({"model_name": "icu-twin"}, "x") == "icu-twin"
+    with pytest.raises(Exception, match="registry.model_name"):
+        model_name_for({"model_name": "a/b"}, "x")
+
+
+def test_publishing_leaves_the_tracking_uri_alone(published, tmp_path):
+    import os
+
+    before = (os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri())
+    with tracking_uri_set(published.tracking_uri):
+        assert mlflow.get_tracking_uri() == published.tracking_uri
+    assert (os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri()) == before

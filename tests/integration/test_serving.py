@@ -18,7 +18,7 @@ import pytest
 from mlflow.models import Model
 
 from tests.integration.published_twin import train_and_publish
-from twinode.tracking.registry import promote
+from twinode.tracking.registry import promote, tracking_uri_set
 
 STARTUP_S = 180  # bounded wait for the server to answer /ping
 
@@ -45,12 +45,8 @@ def champion(tmp_path_factory):
 
 @pytest.mark.slow  # ~80 s on 2 shared cores: a training run plus the server start-up
 def test_serve_champion_and_post_the_logged_example(champion, tmp_path):
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(champion.tracking_uri)
-    try:
+    with tracking_uri_set(champion.tracking_uri):
         local = mlflow.artifacts.download_artifacts(f"models:/{champion.name}@champion", dst_path=str(tmp_path / "m"))
-    finally:
-        mlflow.set_tracking_uri(previous)
     payload = (Path(local) / "serving_input_example.json").read_text()
     assert "query_times" in payload
 

@@ -10,7 +10,10 @@ configured name and gives the new version the alias ``candidate``. Promotion to
 from __future__ import annotations
 
 import json
+import os
+import re
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,8 +39,28 @@ class PublishedTwin:
     model_uri: str  # models:/NAME/VERSION
 
 
+@contextmanager
+def tracking_uri_set(uri: str | None):
+    """Point mlflow's fluent API at ``uri`` for a block. ``mlflow.set_tracking_uri`` also
+    writes $MLFLOW_TRACKING_URI (which the train config reads), so both are restored."""
+    if not uri:
+        yield
+        return
+    env, previous = os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+        if env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env
+
+
 def model_name_for(registry_cfg, dataset: str) -> str:
-    name = registry_cfg.get("model_name") or f"twinode-{dataset}"
+    # Dataset names may carry parameters, e.g. "synthetic_icu(n=60,seed=0)": keep the base name.
+    name = registry_cfg.get("model_name") or "twinode-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset.split("(")[0]).strip("-")
     if not isinstance(name, str) or not name.strip() or "/" in name or "@" in name:
         raise ConfigError("registry.model_name", name, hint="a registered model name without '/' or '@'")
     return name
@@ -59,10 +82,8 @@ def publish_twin(twin_path: str | Path, *, run_id: str, tracking_uri: str, model
     """Log ``twin.pt`` as a pyfunc model in run ``run_id``, register it, set ``alias`` on the new version."""
     _, meta = load_verified_twin(twin_path)  # never publish a file that fails its own checks
     client = MlflowClient(tracking_uri)
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(tracking_uri)
     try:
-        with mlflow.start_run(run_id=run_id):
+        with tracking_uri_set(tracking_uri), mlflow.start_run(run_id=run_id):
             if "twin.pt" not in {a.path for a in client.list_artifacts(run_id)}:
                 mlflow.log_artifact(str(twin_path))  # the raw TorchScript file, for torch/C++ consumers
             with tempfile.TemporaryDirectory() as tmp:  # metadata beside the model, readable without torch
@@ -75,8 +96,6 @@ def publish_twin(twin_path: str | Path, *, run_id: str, tracking_uri: str, model
             )
     except MlflowException as exc:
         raise ExportError(f"could not log or register the twin as '{model_name}' at {tracking_uri}: {exc.message}") from exc
-    finally:
-        mlflow.set_tracking_uri(previous)
     version = str(info.registered_model_version)
     client.set_registered_model_alias(model_name, alias, version)
     client.set_model_version_tag(model_name, version, "twinode.weights_sha256", meta["weights_sha256"])
@@ -103,15 +122,11 @@ def fetch_registered_twin(uri: str, dest: str | Path, tracking_uri: str | None =
     """Download the TorchScript file of ``models:/NAME@ALIAS`` (or ``models:/NAME/VERSION``) into ``dest``."""
     if not uri.startswith("models:/"):
         raise ExportError(f"expected a registry URI models:/NAME@ALIAS or models:/NAME/VERSION, got {uri!r}")
-    previous = mlflow.get_tracking_uri()
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
     try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
+        with tracking_uri_set(tracking_uri):
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
     except MlflowException as exc:
-        raise ExportError(f"cannot fetch {uri} from {mlflow.get_tracking_uri()}: {exc.message}") from exc
-    finally:
-        mlflow.set_tracking_uri(previous)
+        raise ExportError(f"cannot fetch {uri} from {tracking_uri or mlflow.get_tracking_uri()}: {exc.message}") from exc
     found = sorted(local.rglob("twin.pt"))
     if not found:
         raise ExportError(f"{uri} holds no twin.pt artifact; it was not published by twinode")
