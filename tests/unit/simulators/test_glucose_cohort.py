@@ -131,6 +131,19 @@ def test_missed_and_late_boluses_happen():
     assert 0.10 < late < 0.24  # 15% of all boluses are late: 1/6 of those given
 
 
+def test_experiment_glucose_composes_a_simulated_source(tmp_path):
+    cfg = compose_train(tmp_path, ["experiment=glucose"])
+    assert cfg.data.source._target_.endswith("GlucoseSimSource")
+    assert cfg.registry.model_name == "twinode-glucose" and cfg.data.horizon_h == 6.0
+    source = instantiate(cfg.data.source)
+    assert [f.name for f in source.spec.features] if hasattr(source.spec, "features") else source.spec["features"]
+    spec = load_spec("glucose")
+    assert [f.name for f in spec.measurements] == ["CGM"]
+    assert [f.name for f in spec.interventions] == ["Carbs", "InsulinBolus", "InsulinBasal"]
+    assert spec.window_hours - cfg.data.horizon_h == 18.0  # the forecast cut is the counterfactual branch
+
+
+@pytest.mark.slow
 def test_a_twin_trains_on_the_cohort(cohort, tmp_path):
     from lightning.pytorch import Trainer
 
@@ -159,6 +172,10 @@ def test_a_twin_trains_on_the_cohort(cohort, tmp_path):
         assert a.truth.shape == a.forecasts["twin"].shape == (1, 72) and np.isfinite(a.forecasts["twin"]).all()
     rows = score(arms)
     assert len(rows) == 2 * len(arms) and all(np.isfinite(r["rmse_6h"]) for r in rows)
+    # LOCF sees the same history under every plan, so it misses each arm's whole effect.
+    for r in rows:
+        if r["forecaster"] == "locf" and r["arm"] != "factual":
+            assert r["effect_rmse_6h"] == pytest.approx(r["true_effect_rms_6h"], rel=1e-9)
 
 
 def test_scores_a_perfect_and_a_plan_blind_forecaster():
@@ -168,7 +185,7 @@ def test_scores_a_perfect_and_a_plan_blind_forecaster():
     perfect = rows["no_bolus", "perfect"]
     assert perfect["rmse_6h"] == 0 and perfect["effect_rmse_6h"] == 0 and perfect["clarke_ab_pct"] == 100
     blind = rows["no_bolus", "blind"]
-    assert blind["rmse_6h"] == blind["effect_rmse_6h"] == blind["true_effect_6h"] == 71.0
+    assert blind["rmse_6h"] == blind["effect_rmse_6h"] == blind["true_effect_rms_6h"] == 71.0
     assert blind["rmse_0.5h"] == 5.0 and blind["rmse_2h"] == 23.0
     assert blind["tir_abs_error_pp"] == 0  # 100..171 mg/dL is all in range, as is 100
     low = np.full((1, 72), 60.0)

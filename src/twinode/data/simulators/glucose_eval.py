@@ -114,7 +114,7 @@ def score(arms: list[ArmForecasts]) -> list[dict]:
                 pred_effect = pred[:, k] - factual.forecasts[name][:, k]
                 true_effect = a.truth[:, k] - factual.truth[:, k]
                 row["effect_rmse_6h"] = float(np.sqrt(np.mean((pred_effect - true_effect) ** 2)))
-                row["true_effect_6h"] = float(np.mean(np.abs(true_effect)))
+                row["true_effect_rms_6h"] = float(np.sqrt(np.mean(true_effect ** 2)))
             row["tir_abs_error_pp"] = float(100 * np.mean(np.abs(time_in_range(pred) - time_in_range(a.truth))))
             zones = clarke_zones(a.truth.reshape(-1), pred.reshape(-1))
             row["clarke_ab_pct"] = float(100 * np.isin(zones, ["A", "B"]).mean())
@@ -123,7 +123,7 @@ def score(arms: list[ArmForecasts]) -> list[dict]:
 
 
 def markdown(rows: list[dict]) -> str:
-    cols = ["arm", "forecaster", "rmse_0.5h", "rmse_2h", "rmse_6h", "effect_rmse_6h", "true_effect_6h", "tir_abs_error_pp", "clarke_ab_pct"]
+    cols = ["arm", "forecaster", "rmse_0.5h", "rmse_2h", "rmse_6h", "effect_rmse_6h", "true_effect_rms_6h", "tir_abs_error_pp", "clarke_ab_pct"]
     head = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
     fmt = lambda v: f"{v:.1f}" if isinstance(v, float) else ("" if v is None else str(v))  # noqa: E731
     return head + "".join("| " + " | ".join(fmt(r.get(c)) for c in cols) + " |\n" for r in rows)

@@ -87,6 +87,7 @@ def load_patients(names: list[str] | None = None, *, device: str | torch.device 
 
 
 def nonneg_mask(device: torch.device | str = "cpu") -> Tensor:
+    """Which states stop falling once negative (their derivative is zeroed there)."""
     mask = torch.zeros(N_STATES, dtype=torch.bool, device=device)
     mask[list(_NONNEG_STATES)] = True
     return mask
