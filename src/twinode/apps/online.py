@@ -1,0 +1,167 @@
+"""One patient's twin state, updated observation by observation.
+
+``OnlineTwin`` keeps the history (times, values, mask, statics, doses) and gives the twin's
+predictive distribution at a future time from the history so far. Where the exported
+encoder is the forward GRU with time gaps (``GRUDeltaEncoder``), each new observation is one
+GRU step on the scripted submodules (``twin.twin.encoder.cell`` / ``to_q``): O(1) per event,
+and equal to re-encoding the whole history (a test checks it). Other encoders (the
+backward ODE-RNN reads the history from its end) are re-encoded through the contract's
+``forecast``/``sample``: O(history) per event.
+
+Predictive distribution: ``num_samples`` latent draws z ~ q(z | history) (fixed draws,
+common to all events), each decoded to a Gaussian; the mixture's mean and standard
+deviation (latent spread plus decoder noise). ``num_samples=0`` uses the posterior mean
+alone, which is exactly ``forecast``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+INCREMENTAL_ENCODERS = ("GRUDeltaEncoder",)
+
+
+class OnlineTwin:
+    def __init__(self, twin, meta: dict, num_samples: int = 32, seed: int = 0, incremental: bool | None = None):
+        self.twin, self.meta = twin, meta
+        self.D, self.S = len(meta["measurements"]), len(meta["statics"])
+        self.num_samples = int(num_samples)
+        self.seed = int(seed)
+        enc = twin.twin.encoder
+        can = getattr(enc, "original_name", "") in INCREMENTAL_ENCODERS
+        self.incremental = can if incremental is None else bool(incremental and can)
+        self.static = torch.full((self.S,), float("nan"))
+        self.times: list[float] = []
+        self.rows: list[list[float]] = []  # values, NaN = not observed
+        self.doses: list[list] = []  # [time, channel, amount, duration_h or None (open infusion)]
+        gen = torch.Generator().manual_seed(self.seed)
+        self.eps = torch.randn(max(self.num_samples, 1), twin.twin.latent_dim, generator=gen)
+        self._reset_encoder()
+
+    # ---- inputs ----
+
+    def set_static(self, i: int, value: float) -> None:
+        self.static[i] = value
+        self._reset_encoder()  # the static embedding seeds the encoder state: replay the history
+        for k in range(len(self.times)):
+            self._step(k)
+
+    def add_dose(self, time_h: float, channel: int, amount: float, duration_h: float | None) -> None:
+        for d in self.doses:  # a new rate on an infusion channel ends the open one
+            if d[1] == channel and d[3] is None:
+                d[3] = max(time_h - d[0], 0.0)
+        self.doses.append([time_h, channel, amount, duration_h])
+
+    def add_measurement(self, time_h: float, channel: int, value: float) -> None:
+        if self.times and time_h == self.times[-1]:
+            self.rows[-1][channel] = value  # same time: one row, re-step it from the state before
+            self.h = self.h_before
+            self._step(len(self.times) - 1)
+            return
+        self.times.append(time_h)
+        row = [math.nan] * self.D
+        row[channel] = value
+        self.rows.append(row)
+        self._step(len(self.times) - 1)
+
+    # ---- tensors of the contract ----
+
+    def dose_tensor(self, until_h: float, extra: Tensor | None = None) -> Tensor:
+        """Doses ``[M, 4]``; open infusions run past ``until_h``; ``extra`` (a plan) appended."""
+        rows = [[t, float(c), a, (max(until_h - t, 0.0) + 1.0) if d is None else d] for t, c, a, d in self.doses]
+        out = torch.tensor(rows, dtype=torch.float32).reshape(-1, 4)
+        if extra is not None and extra.shape[0]:
+            out = torch.cat([out, extra.to(torch.float32)])
+            out = out[torch.argsort(out[:, 0], stable=True)]
+        return out
+
+    def history(self) -> tuple[Tensor, Tensor, Tensor]:
+        v = torch.tensor(self.rows, dtype=torch.float32).reshape(-1, self.D)
+        mask = torch.isfinite(v).to(torch.float32)
+        return torch.tensor(self.times, dtype=torch.float32), torch.nan_to_num(v, nan=0.0), mask
+
+    @property
+    def anchor(self) -> float:
+        return self.times[-1] if self.times else 0.0
+
+    # ---- the incremental encoder ----
+
+    def _static_embedding(self) -> Tensor:
+        m = self.twin
+        known = torch.isfinite(self.static).to(torch.float32)
+        s = torch.where(known > 0, (self.static - m.static_mean) / m.static_std, torch.zeros_like(self.static))
+        return m.twin.embed_static(s.unsqueeze(0), known.unsqueeze(0))
+
+    def _reset_encoder(self) -> None:
+        with torch.inference_mode():
+            self.s_emb = self._static_embedding()
+            if self.incremental:
+                self.h = torch.tanh(self.twin.twin.encoder.init_h(self.s_emb))
+                self.h_before = self.h
+
+    def _step(self, k: int) -> None:
+        if not self.incremental:
+            return
+        m = self.twin
+        row = torch.tensor(self.rows[k], dtype=torch.float32)
+        mask = torch.isfinite(row).to(torch.float32)
+        v = torch.nan_to_num(row, nan=0.0)
+        v = torch.where(m.log1p, torch.log1p(v.clamp(min=0.0)), v)
+        x = (v - m.meas_mean) / m.meas_std * mask
+        gap = self.times[k] - self.times[k - 1] if k > 0 else 0.0
+        inp = torch.cat([x * mask, mask, torch.tensor([math.log1p(max(gap, 0.0))])]).unsqueeze(0)
+        with torch.inference_mode():
+            self.h_before = self.h
+            self.h = m.twin.encoder.cell(inp, self.h)
+
+    def posterior(self) -> tuple[Tensor, Tensor]:
+        """Mean and log-std ``[1, L]`` of q(z at the anchor | history)."""
+        with torch.inference_mode():
+            q = self.twin.twin.encoder.to_q(self.h)
+            L = q.shape[1] // 2
+            return q[:, :L], q[:, L:].clamp(-8.0, 4.0)
+
+    # ---- predictions ----
+
+    def predictive(self, query_h: Tensor, plan: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Predictive mean and std ``[Q, D]`` (original units) at ``query_h`` given the history so far."""
+        query_h = query_h.to(torch.float32).reshape(-1)
+        doses = self.dose_tensor(float(query_h.max()) if query_h.numel() else self.anchor, plan)
+        if not self.incremental:
+            return self._predictive_full(query_h, doses)
+        m = self.twin
+        z_mean, z_log_std = self.posterior()
+        K = self.num_samples
+        z = z_mean + torch.exp(z_log_std) * self.eps if (K > 0 and m.twin.variational) else z_mean
+        n = z.shape[0]
+        with torch.inference_mode():
+            dn = doses.clone()
+            if dn.shape[0] == 0:
+                dn = torch.zeros(1, 4)
+            else:
+                dn[:, 2] = dn[:, 2] / m.dose_scale[dn[:, 1].long()]
+            anchor = torch.full((n,), self.anchor)
+            mean, log_std = m.twin.decode_at(z, anchor, query_h.expand(n, -1), dn.expand(n, -1, 4), self.s_emb.expand(n, -1))
+        return _mixture(m, mean, log_std)
+
+    def _predictive_full(self, query_h: Tensor, doses: Tensor) -> tuple[Tensor, Tensor]:
+        t, v, mask = self.history()
+        with torch.inference_mode():
+            if self.num_samples < 2:
+                return self.twin.forecast(t, v, mask, self.static, doses, query_h)
+            s = self.twin.sample(t, v, mask, self.static, doses, query_h, self.num_samples, self.seed)
+        return s.mean(0), s.std(0)
+
+
+def _mixture(m, mean: Tensor, log_std: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-draw Gaussians ``[K, Q, D]`` (normalised) -> mixture mean and std in original units."""
+    y = mean * m.meas_std + m.meas_mean
+    sd = torch.exp(log_std) * m.meas_std
+    mu = torch.where(m.log1p, torch.expm1(y), y)
+    sd = torch.where(m.log1p, torch.exp(y) * sd, sd)
+    mix_mean = mu.mean(0)
+    var = (sd ** 2).mean(0) + (mu.var(0, unbiased=False) if mu.shape[0] > 1 else 0.0)
+    return mix_mean, var.sqrt()

@@ -1,0 +1,122 @@
+"""Read one patient's events as they arrive: newline-delimited JSON or the long CSV format.
+
+JSON lines: ``{"time": 6.25, "code": "CGM//mg/dL", "value": 143.0}`` (``name`` may replace
+``code``; ``numeric_value`` may replace ``value``; ``duration_h`` gives an infusion's length,
+omitted = open until the next rate of that channel). Long format: a header line
+``subject_id,time,code,numeric_value[,duration_h]`` then one row per event, times in hours.
+
+Events map to the twin's channels by its own metadata (name, code, match), as in
+``twinode-predict``. A malformed line stops the stream with a DataError naming the line.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from twinode.errors import DataError
+from twinode.export.inputs import _resolver
+
+LONG_HEADER = ("subject_id", "time", "code", "numeric_value")
+
+
+@dataclass(frozen=True)
+class Event:
+    time: float  # hours
+    role: str  # measurement | intervention | static
+    index: int  # channel index within its role
+    value: float
+    duration_h: float | None  # interventions: None = open-ended infusion / 0 = bolus
+    line: int  # 1-based line in the stream
+    code: str
+
+
+def _number(raw, what: str, source: str, line: int, code=None) -> float:
+    try:
+        x = float(raw)
+    except (TypeError, ValueError):
+        raise DataError(f"{what} must be a number, got {raw!r}", file=source, row=line, code=code) from None
+    if not math.isfinite(x):
+        raise DataError(f"{what} must be finite, got {raw!r}", file=source, row=line, code=code)
+    return x
+
+
+class EventStream:
+    """Iterates :class:`Event` s from text lines; checks order (times never go back)."""
+
+    def __init__(self, lines: Iterable[str], meta: dict, source: str = "<stream>", skip_unknown: bool = False):
+        self.lines, self.source, self.skip_unknown = lines, source, skip_unknown
+        self.resolve = _resolver(meta)
+        self.outcomes = set(meta.get("outcomes", []))
+        self.kinds = {i: f.get("kind", "bolus") for i, f in enumerate(meta["interventions"])}
+        self.known = [f["name"] for f in meta["measurements"] + meta["statics"] + meta["interventions"]]
+        self.skipped: dict[str, int] = {}
+        self._header: list[str] | None = None
+        self._last_time = -math.inf
+
+    def _fields(self, text: str, line: int) -> dict | None:
+        """One line -> a mapping with time, code, value[, duration_h]; None for a header/blank line."""
+        s = text.strip()
+        if not s:
+            return None
+        if s.startswith(("{", "[")):
+            try:
+                d = json.loads(s)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"not valid JSON: {exc.msg} at column {exc.colno}", file=self.source, row=line) from None
+            if not isinstance(d, dict):
+                raise DataError(f"expected a JSON object, got {type(d).__name__}", file=self.source, row=line)
+            code = d.get("code", d.get("name"))
+            value = d.get("value", d.get("numeric_value"))
+            if "time" not in d or code is None or value is None:
+                raise DataError(f"a JSON event needs time, code (or name) and value, got keys {sorted(d)}",
+                                file=self.source, row=line)
+            return {"time": d["time"], "code": str(code), "value": value, "duration_h": d.get("duration_h")}
+        cells = next(csv.reader([s]))
+        if self._header is None:
+            if tuple(c.strip() for c in cells[:4]) != LONG_HEADER:
+                raise DataError(f"a long-format stream starts with the header {','.join(LONG_HEADER)}[,duration_h], "
+                                f"got {s[:80]!r} (or use JSON lines)", file=self.source, row=line)
+            self._header = [c.strip() for c in cells]
+            return None
+        if len(cells) != len(self._header):
+            raise DataError(f"expected {len(self._header)} comma-separated fields ({','.join(self._header)}), got {len(cells)}",
+                            file=self.source, row=line)
+        d = dict(zip(self._header, cells))
+        dur = d.get("duration_h")
+        return {"time": d["time"], "code": d["code"], "value": d["numeric_value"], "duration_h": dur if dur not in (None, "") else None}
+
+    def __iter__(self) -> Iterator[Event]:
+        for line, text in enumerate(self.lines, start=1):
+            f = self._fields(text, line)
+            if f is None:
+                continue
+            code = f["code"]
+            t = _number(f["time"], "time (hours)", self.source, line, code)
+            hit = self.resolve(code)
+            if hit is None:
+                if code in self.outcomes or self.skip_unknown:
+                    self.skipped[code] = self.skipped.get(code, 0) + 1
+                    continue
+                raise DataError(f"unknown code {code!r}; this twin knows {self.known}", file=self.source, row=line, code=code,
+                                hint="pass --skip-unknown-codes to skip (and count) such lines")
+            v = _number(f["value"], "value", self.source, line, code)
+            if t < self._last_time:
+                raise DataError(f"time {t} h goes back before the previous event ({self._last_time} h); a stream arrives in time order",
+                                file=self.source, row=line, code=code)
+            self._last_time = t
+            role, i = hit
+            dur = None
+            if role == "intervention":
+                if f["duration_h"] is not None:
+                    dur = _number(f["duration_h"], "duration_h", self.source, line, code)
+                    if dur < 0:
+                        raise DataError(f"duration_h must be >= 0, got {dur}", file=self.source, row=line, code=code)
+                elif self.kinds[i] != "infusion":
+                    dur = 0.0
+                if v < 0:
+                    raise DataError(f"a dose amount must be >= 0, got {v}", file=self.source, row=line, code=code)
+            yield Event(t, role, i, v, dur, line, code)

@@ -1,0 +1,102 @@
+"""twinode-monitor: score a patient's measurements as they arrive against the twin's forecast.
+
+    twinode-monitor --model twin.pt --stream events.jsonl|events.csv|- [--threshold 3] [--out scored.jsonl]
+                    [--plot monitor.png] [--tracking-uri URI --run-id RUN]
+
+Each measurement gets the z-score of its value against the predictive distribution from
+the history before it; ``|z| > --threshold`` (for ``--consecutive`` readings) is an alert.
+Output: one JSON line per scored measurement on stdout (or --out), a summary on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+
+import torch
+
+from twinode.errors import DataError, TwinodeError
+
+
+def _args(argv):
+    p = argparse.ArgumentParser(prog="twinode-monitor", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="twin.pt, or models:/NAME@ALIAS")
+    p.add_argument("--stream", required=True, help="newline-delimited JSON or long CSV events; '-' reads stdin as it arrives")
+    p.add_argument("--threshold", type=float, default=3.0, help="alert when |z| exceeds this (default 3)")
+    p.add_argument("--direction", choices=["both", "high", "low"], default="both")
+    p.add_argument("--consecutive", type=int, default=1, help="readings in a row above threshold before an alert")
+    p.add_argument("--warmup", type=int, default=3, help="readings of a channel before it is scored")
+    p.add_argument("--samples", type=int, default=32, help="latent draws for the predictive distribution (0: posterior mean)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--full-reencode", action="store_true", help="re-encode the whole history per event (for comparison)")
+    p.add_argument("--skip-unknown-codes", action="store_true")
+    p.add_argument("--out", default=None, help="write scored JSON lines here instead of stdout")
+    p.add_argument("--plot", default=None, help="PNG of values, forecast band and alerts")
+    p.add_argument("--tracking-uri", default=None)
+    p.add_argument("--run-id", default=None, help="log the plot into this MLflow run")
+    return p.parse_args(argv)
+
+
+def run(a) -> int:
+    from twinode.apps.monitor import AlertRule, Monitor
+    from twinode.apps.stream import EventStream
+    from twinode.cli.predict import load_model
+
+    rule = AlertRule(a.threshold, a.direction, a.consecutive, a.warmup)
+    with tempfile.TemporaryDirectory() as tmp:
+        twin, meta = load_model(a.model, a.tracking_uri, tmp)
+    if a.stream == "-":
+        lines, source = sys.stdin, "<stdin>"
+    else:
+        try:
+            lines, source = open(a.stream, encoding="utf-8"), a.stream
+        except OSError as exc:
+            raise DataError(f"cannot read the stream: {exc.strerror}", file=a.stream) from None
+    monitor = Monitor(twin, meta, rule, num_samples=a.samples, seed=a.seed, incremental=not a.full_reencode)
+    stream = EventStream(lines, meta, source, skip_unknown=a.skip_unknown_codes)
+    out = open(a.out, "w") if a.out else sys.stdout
+    scored = []
+    try:
+        for s in monitor.run_stream(stream):
+            scored.append(s)
+            out.write(json.dumps(s.as_dict()) + "\n")
+            out.flush()  # one line per reading, as it arrives
+    except torch.jit.Error as exc:
+        lines_ = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        raise DataError(f"the twin refused the history: {lines_[-1] if lines_ else exc}", file=source) from None
+    finally:
+        if a.out:
+            out.close()
+    alerts = sum(s.alert for s in scored)
+    cost = statistics.median(s.seconds for s in scored) * 1e3 if scored else float("nan")
+    mode = "incremental" if monitor.state.incremental else "full re-encode"
+    print(f"scored {len(scored)} readings, {alerts} alerts; median {cost:.2f} ms per reading ({mode})", file=sys.stderr)
+    if stream.skipped:
+        print(f"skipped lines by code: {stream.skipped}", file=sys.stderr)
+    if a.plot and scored:
+        from twinode.apps.plots import log_figure, plot_monitor
+
+        m0 = meta["measurements"][0]
+        names = {s.name for s in scored}
+        name = m0["name"] if m0["name"] in names else sorted(names)[0]
+        unit = next(m.get("unit", "") for m in meta["measurements"] if m["name"] == name)
+        plot_monitor(a.plot, scored, name, unit, a.threshold)
+        if log_figure(a.plot, a.tracking_uri, a.run_id):
+            print(f"logged {a.plot} to MLflow run {a.run_id}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = _args(sys.argv[1:] if argv is None else argv)
+    try:
+        sys.exit(run(a))
+    except TwinodeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()
