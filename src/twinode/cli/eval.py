@@ -2,9 +2,12 @@
 
     twinode-eval --checkpoint best.ckpt [--task interpolation|extrapolation|forecast]
                  [--data-dir DIR] [--out DIR] [--tracking-uri sqlite:///mlflow.db]
+    twinode-eval --twin twin.pt --override experiment=physionet2012 --override paths.data_dir=DIR ...
 
 The checkpoint carries the resolved training config, so the data module and the twin are
-rebuilt exactly as trained. Forecast metrics are in normalised units (z-scores after the
+rebuilt exactly as trained. An exported ``twin.pt`` carries no data config: the data comes
+from the train config composed with ``--override``s, and must normalise exactly as the
+twin's metadata says (checked). Both paths run the same batched twin methods. Forecast metrics are in normalised units (z-scores after the
 FeatureSpec transform) and, as the Latent ODE paper reports them, as MSE on channels
 min-max scaled to [0, 1] with the train split's range. Writes ``eval.md`` and ``eval.json``.
 """
@@ -93,6 +96,31 @@ def _load(checkpoint: Path, task: str | None, data_dir: str | None):
     return cfg, dm, twin, meta
 
 
+def _load_exported(path: Path, overrides: list[str], task: str | None, data_dir: str | None):
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from twinode.cli.config_dir import config_dir
+    from twinode.errors import DataError
+    from twinode.export.torchscript import load_twin
+
+    module, meta = load_twin(path)
+    with initialize_config_dir(config_dir=str(Path(config_dir()).resolve()), version_base="1.3"):
+        cfg = compose("train", overrides=list(overrides) + ["paths.output_dir=."])
+    if task:
+        cfg.data.task = task
+    if data_dir:
+        cfg.data.source.path = data_dir
+    dm = instantiate(cfg.data)
+    dm.setup("test")
+    mine, theirs = dm.normaliser.as_dict(), meta.get("normalisation", {})
+    for key, value in mine.items():
+        if key not in theirs or not np.allclose(value, theirs[key], rtol=1e-4, atol=1e-6):
+            raise DataError(f"the data does not normalise as {path} was trained ({key} differs)",
+                            file=str(path), hint="pass the --override settings of the training run (experiment, data)")
+    return cfg, dm, module.twin, {"data_fingerprint": meta.get("data_fingerprint")}
+
+
 def _minmax(dm):
     from twinode.training.metrics import MinMaxScale
 
@@ -112,12 +140,16 @@ def _risk_scores(y, p):
     return {"auroc": float(binary_auroc(p, y.long())), "auprc": float(binary_average_precision(p, y.long()))}
 
 
-def evaluate(checkpoint: Path, task: str | None = None, data_dir: str | None = None) -> dict:
+def evaluate(checkpoint: Path | None, task: str | None = None, data_dir: str | None = None,
+             twin_path: Path | None = None, overrides: tuple[str, ...] = ()) -> dict:
     from twinode.data.collate import collate_windows
     from twinode.data.windows import ForecastWindows
     from twinode.models.baselines import LogisticRisk, baseline_forecasts, summary_features
 
-    cfg, dm, twin, meta = _load(checkpoint, task, data_dir)
+    if twin_path is not None:
+        cfg, dm, twin, meta = _load_exported(twin_path, list(overrides), task, data_dir)
+    else:
+        cfg, dm, twin, meta = _load(checkpoint, task, data_dir)
     scale = _minmax(dm)
     acc = {name: Accumulator() for name in FORECASTERS}
     labels, twin_risk, feats = [], [], []
@@ -146,10 +178,11 @@ def evaluate(checkpoint: Path, task: str | None = None, data_dir: str | None = N
     if bool(known.any()) and y.numel():
         model = LogisticRisk().fit(summary_features(tb.hist_x, tb.hist_m, tb.static, tb.static_m)[known], tb.outcome[known])
         results["risk"]["logistic_summary"] = _risk_scores(y, model.predict_proba(torch.cat(feats)))
-    results["meta"] = {"checkpoint": str(checkpoint), "task": dm.task, "dataset": dm.dataset_name,
+    results["meta"] = {"checkpoint": str(twin_path or checkpoint), "task": dm.task, "dataset": dm.dataset_name,
                        "held_out_subjects": len(dm.test_windows), "data_fingerprint": dm.fingerprint,
                        "trained_on_fingerprint": meta.get("data_fingerprint"),
-                       "encoder": cfg.model.twin.get("encoder", "gru_delta"), "variational": bool(cfg.model.twin.variational)}
+                       "encoder": getattr(twin.encoder, "original_name", type(twin.encoder).__name__),
+                       "variational": bool(twin.variational)}
     return results
 
 
@@ -204,7 +237,10 @@ def _log_mlflow(uri: str, results: dict, md_path: Path) -> str:
 
 def run(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="twinode-eval", description=__doc__.split("\n")[0])
-    p.add_argument("--checkpoint", required=True, type=Path, help="Lightning .ckpt written by twinode-train")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", type=Path, help="Lightning .ckpt written by twinode-train")
+    src.add_argument("--twin", type=Path, help="exported twin.pt (give the data with --override)")
+    p.add_argument("--override", action="append", default=[], help="train-config override for --twin, e.g. experiment=physionet2012")
     p.add_argument("--task", choices=("forecast", "interpolation", "extrapolation"), help="default: the training task")
     p.add_argument("--data-dir", help="dataset directory, when it moved since training")
     p.add_argument("--out", type=Path, default=Path("."), help="directory for eval.md and eval.json")
@@ -214,7 +250,7 @@ def run(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         start = time.perf_counter()
-        results = evaluate(args.checkpoint, args.task, args.data_dir)
+        results = evaluate(args.checkpoint, args.task, args.data_dir, args.twin, tuple(args.override))
         results["meta"]["wall_s"] = round(time.perf_counter() - start, 1)
         args.out.mkdir(parents=True, exist_ok=True)
         md = markdown(results)

@@ -14,8 +14,9 @@ from twinode.training.pipeline import train
 def checkpoint(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("eval")
     cfg = compose_train(tmp, FAST + COARSE + ["data.source.n_patients=40", "trainer.max_epochs=1", "logger=none",
-                                              "export=false", "model.twin.encoder=ode_rnn"])
-    return train(cfg).best_checkpoint
+                                              "model.twin.encoder=ode_rnn"])
+    result = train(cfg)
+    return result.best_checkpoint, str(result.twin_path)
 
 
 @pytest.mark.slow
@@ -23,9 +24,9 @@ def test_eval_scores_twin_and_baselines_and_logs_to_mlflow(checkpoint, tmp_path)
     import mlflow
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    assert eval_main(["--checkpoint", checkpoint, "--out", str(tmp_path), "--task", "extrapolation", "--tracking-uri", uri]) == 0
+    assert eval_main(["--checkpoint", checkpoint[0], "--out", str(tmp_path), "--task", "extrapolation", "--tracking-uri", uri]) == 0
     res = json.loads((tmp_path / "eval.json").read_text())
-    assert res["meta"]["task"] == "extrapolation" and res["meta"]["encoder"] == "ode_rnn"
+    assert res["meta"]["task"] == "extrapolation" and res["meta"]["encoder"] == "ODERNNEncoder"
     assert set(res["forecast"]) == {"twin", "locf", "history_mean", "population_mean"}
     for r in res["forecast"].values():
         assert r["n_targets"] > 0 and r["mse"] > 0 and 0 < r["mse_minmax"] < 1
@@ -48,3 +49,24 @@ def test_eval_rejects_a_corrupt_checkpoint(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error:") and "bad.ckpt" in err
     assert not (tmp_path / "eval.json").exists()
+
+
+@pytest.mark.slow
+def test_exported_twin_scores_like_its_checkpoint(checkpoint, tmp_path):
+    ckpt, twin_pt = checkpoint
+    assert eval_main(["--checkpoint", ckpt, "--out", str(tmp_path / "ckpt")]) == 0
+    data = ["--override", "data.source.n_patients=40", "--override", "data.eval_batch_size=64"]
+    assert eval_main(["--twin", twin_pt, "--out", str(tmp_path / "pt")] + data) == 0
+    a = json.loads((tmp_path / "ckpt" / "eval.json").read_text())
+    b = json.loads((tmp_path / "pt" / "eval.json").read_text())
+    for key in ("mae", "mse", "nll", "coverage90"):
+        assert b["forecast"]["twin"][key] == pytest.approx(a["forecast"]["twin"][key], rel=1e-4), key
+    assert b["risk"]["twin"].keys() == a["risk"]["twin"].keys()
+    for key, value in a["risk"]["twin"].items():
+        assert b["risk"]["twin"][key] == pytest.approx(value), key
+
+
+def test_exported_twin_on_data_it_was_not_trained_on_is_refused(checkpoint, tmp_path, capsys):
+    _, twin_pt = checkpoint
+    assert eval_main(["--twin", twin_pt, "--out", str(tmp_path), "--override", "data.source.n_patients=50"]) == 2
+    assert "does not normalise as" in capsys.readouterr().err
