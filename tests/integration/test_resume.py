@@ -99,3 +99,13 @@ def test_run_id_comes_from_run_state_then_checkpoint(tmp_path):
     point = resume_point(str(tmp_path), None, tmp_path / "elsewhere")
     assert point.mlflow_run_id == "from-state" and point.ckpt_path.endswith("last.ckpt")
     assert not resume_point(False, None, tmp_path).resuming
+
+
+def test_ckpt_path_last_and_explicit_file(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    assert resume_point(False, "last", tmp_path).ckpt_path == "last"  # nothing yet: Lightning starts fresh
+    torch.save({"twinode": {"mlflow_run_id": "abc"}}, tmp_path / "checkpoints" / "last.ckpt")
+    assert resume_point(False, "last", tmp_path).mlflow_run_id == "abc"
+    assert resume_point(False, str(tmp_path / "checkpoints" / "last.ckpt"), tmp_path / "new").mlflow_run_id == "abc"
+    with pytest.raises(ConfigError, match="ckpt_path"):
+        resume_point(False, str(tmp_path / "missing.ckpt"), tmp_path)
