@@ -11,6 +11,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from twinode.errors import ConfigError
+
 
 class VasopressorMAP(nn.Module):
     """One-compartment drug driving a mean-arterial-pressure relaxation (the physiology of the
@@ -31,11 +33,13 @@ class VasopressorMAP(nn.Module):
                  map_index: int = 0, target_index: int = 1, rate_per_h: float = 0.6, emax: float = 1.0,
                  ec50: float = 1.0):
         super().__init__()
-        if n_interventions <= drug_channel:
-            raise ValueError(f"VasopressorMAP needs intervention channel {drug_channel}, the data has {n_interventions}")
+        if not 0 <= drug_channel < n_interventions:
+            raise ConfigError("model.twin.mechanistic.drug_channel", drug_channel,
+                              hint=f"VasopressorMAP needs intervention channel {drug_channel}, the data has "
+                                   f"{n_interventions} intervention channel(s); use it with data that records the drug")
         if not (0 <= map_index < latent_dim and 0 <= target_index < latent_dim and map_index != target_index):
-            raise ValueError(f"VasopressorMAP needs two distinct latent indices < latent_dim={latent_dim}, "
-                             f"got map_index={map_index}, target_index={target_index}")
+            raise ConfigError("model.twin.mechanistic.map_index", (map_index, target_index),
+                              hint=f"VasopressorMAP needs two distinct latent indices < latent_dim={latent_dim}")
         self.drug_channel, self.map_index, self.target_index = drug_channel, map_index, target_index
         inv_softplus = lambda v: math.log(math.expm1(v))
         self.raw_rate = nn.Parameter(torch.tensor(inv_softplus(rate_per_h)))

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from twinode.errors import ConfigError
 from twinode.models import PatientTwin
 from twinode.models.dynamics import HybridField, MLPField
 from twinode.models.mechanistic import VasopressorMAP
@@ -59,9 +60,9 @@ def test_a_bolus_lifts_pressure_through_the_emax_response():
 
 
 def test_bad_prior_indices_are_rejected():
-    with pytest.raises(ValueError, match="intervention channel 1"):
+    with pytest.raises(ConfigError, match="intervention channel 1"):
         VasopressorMAP(LAT, 1, drug_channel=1)
-    with pytest.raises(ValueError, match="distinct latent indices"):
+    with pytest.raises(ConfigError, match="distinct latent indices"):
         VasopressorMAP(LAT, 1, map_index=2, target_index=2)
 
 
