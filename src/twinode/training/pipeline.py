@@ -70,6 +70,19 @@ def build_twin(cfg: DictConfig, dims: dict, spec) -> torch.nn.Module:
 
 
 def train(cfg: DictConfig) -> TrainResult:
+    """Run one training job. Lightning's MLflow logger sets MLFLOW_TRACKING_URI for the whole
+    process; it is restored afterwards so a later job in the same process uses its own store."""
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        return _train(cfg)
+    finally:
+        if saved is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
+def _train(cfg: DictConfig) -> TrainResult:
     L.seed_everything(cfg.seed, workers=True)
     if cfg.get("cpu_threads"):
         torch.set_num_threads(int(cfg.cpu_threads))
@@ -113,7 +126,7 @@ def train(cfg: DictConfig) -> TrainResult:
 
     best = getattr(trainer.checkpoint_callback, "best_model_path", None) or None
     if best:
-        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         lit.load_state_dict(state)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     if best:  # final metrics of the weights that get exported
