@@ -1,0 +1,299 @@
+"""Training-step throughput (forward + backward of the real objective) for one PatientTwin under
+several ODE solvers, side by side in one process, with each solver's solve error.
+
+Irregular synthetic batches: every patient has 20-50 observations (times on a 1-minute grid) over
+48 h, the first half is history (anchor = last history time), the rest the horizon; half the
+channels observed; dose rows with zero amount unless ``--doses``. The objective is TwinLitModule's (masked Gaussian NLL of
+history and horizon + KL). Solvers, all on the same weights:
+
+- rk4 grid (our default FixedGridSolver, step 1 h and 2 h), and the same solver scripted;
+- Dopri5Solver (per-sample adaptive steps);
+- torchdiffeq dopri5 on the sorted union of the batch's times (the latent_ode approach: one
+  odeint over every subject's time points, each subject's values gathered), direct and adjoint;
+- torchode dopri5 per sample (if installed).
+
+Error: max |z - z_ref| over the batch's query times, forward solve, against Dopri5Solver at
+rtol=atol=1e-8 in float64. Repeats are interleaved across solvers, medians reported. A config
+whose pilot step exceeds ``--cap`` seconds is reported as "> cap s" and skipped at larger batches.
+
+    .venv/bin/python scripts/bench_train.py [--batches 32 256] [--repeats 3] [--threads 1]
+        [--cap 20] [--device cpu|cuda] [--json out.json] [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import functools
+import json
+import os
+import platform
+import signal
+import statistics
+import time
+
+import torch
+from torch import Tensor, nn
+
+from twinode.data.collate import Batch
+from twinode.models.twin import PatientTwin
+from twinode.solvers import Dopri5Solver, FixedGridSolver
+from twinode.training.lit_module import TwinLitModule
+
+D, S, C = 4, 3, 1  # measurements, statics, interventions (the synthetic ICU spec's sizes)
+RTOL, ATOL = 1e-3, 1e-4  # latent_ode's tolerances, for every adaptive solver here
+
+
+def machine(threads: int, device: str) -> dict:
+    model = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
+                 platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
+    info = {"nproc": os.cpu_count(), "cpu": model, "torch": torch.__version__, "threads": threads,
+            "loadavg": os.getloadavg(), "device": device}
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def irregular_batch(B: int, gen: torch.Generator, device: str, with_doses: bool = False) -> Batch:
+    """20-50 observations per patient over 48 h on a 1-minute grid; first half history."""
+    n_obs = torch.randint(20, 51, (B,), generator=gen)
+    n_hist = n_obs // 2
+    N, Q = int(n_hist.max()), int((n_obs - n_hist).max())
+    hist_t, tgt_t = torch.zeros(B, N), torch.zeros(B, Q)
+    hist_m, tgt_m = torch.zeros(B, N, D), torch.zeros(B, Q, D)
+    for b in range(B):
+        t = (torch.randperm(48 * 60, generator=gen)[: int(n_obs[b])].sort().values.float() / 60.0)
+        h, k = int(n_hist[b]), int(n_obs[b]) - int(n_hist[b])
+        hist_t[b, :h], hist_t[b, h:] = t[:h], t[h - 1]
+        tgt_t[b, :k], tgt_t[b, k:] = t[h:], t[-1]
+        hist_m[b, :h] = (torch.rand(h, D, generator=gen) < 0.5).float()
+        tgt_m[b, :k] = (torch.rand(k, D, generator=gen) < 0.5).float()
+    doses = torch.zeros(B, 2, 4)
+    doses[:, :, 0] = torch.rand(B, 2, generator=gen) * 48.0  # time (h)
+    if with_doses:  # boluses make the field jump at the dose time, which every solver's error then reflects
+        doses[:, :, 2] = torch.rand(B, 2, generator=gen)  # amount, channel 0
+    b = Batch(subject_id=torch.arange(B), hist_t=hist_t, hist_x=torch.randn(B, N, D, generator=gen) * hist_m,
+              hist_m=hist_m, hist_len=n_hist.long(), tgt_t=tgt_t, tgt_x=torch.randn(B, Q, D, generator=gen) * tgt_m,
+              tgt_m=tgt_m, doses=doses, static=torch.randn(B, S, generator=gen), static_m=torch.ones(B, S),
+              outcome=torch.full((B,), float("nan")), anchor=hist_t.gather(1, (n_hist - 1).unsqueeze(1)).squeeze(1))
+    return b.to(device)
+
+
+class UnionTimesSolver(nn.Module):
+    """latent_ode-style batching: one torchdiffeq solve over the sorted union of every subject's
+    (anchor-relative) query times, per direction, then each subject's values gathered."""
+
+    def __init__(self, field: nn.Module, adjoint: bool = False):
+        super().__init__()
+        self.field, self.adjoint = field, adjoint
+
+    def forward(self, z0: Tensor, t0: Tensor, tq: Tensor, doses: Tensor, s: Tensor) -> Tensor:
+        import torchdiffeq
+
+        rel = tq - t0.unsqueeze(1)
+        out = z0.unsqueeze(1).expand(*rel.shape, z0.shape[1])
+        for sign in (1.0, -1.0):
+            side = rel * sign > 0
+            if not bool(side.any()):
+                continue
+            grid, idx = torch.unique(torch.cat([rel.new_zeros(1), (rel * sign).clamp(min=0).flatten()]),
+                                     sorted=True, return_inverse=True)
+
+            def f(tau, z, sign=sign):
+                return sign * self.field(t0 + sign * tau, z, doses, s)
+
+            fn = _Func(f, self.field)
+            kw = dict(rtol=RTOL, atol=ATOL, method="dopri5")
+            sol = (torchdiffeq.odeint_adjoint(fn, z0, grid, adjoint_params=tuple(self.field.parameters()) + (s,), **kw)
+                   if self.adjoint else torchdiffeq.odeint(fn, z0, grid, **kw))  # [T, B, L]
+            where = idx[1:].view_as(rel)  # each query's position in the union
+            zq = sol[where, torch.arange(rel.shape[0], device=rel.device).unsqueeze(1)]  # [B, Q, L]
+            out = torch.where(side.unsqueeze(-1), zq, out)
+        return out
+
+
+class _Func(nn.Module):
+    def __init__(self, f, field: nn.Module):
+        super().__init__()
+        self.f, self.field = f, field  # field registered so the adjoint sees its parameters
+
+    def forward(self, t, z):
+        return self.f(t, z)
+
+
+class TorchodeSolver(nn.Module):
+    """torchode dopri5 with per-sample step control; each direction one batched solve."""
+
+    def __init__(self, field: nn.Module):
+        super().__init__()
+        self.field = field
+
+    def forward(self, z0: Tensor, t0: Tensor, tq: Tensor, doses: Tensor, s: Tensor) -> Tensor:
+        import torchode as to
+
+        rel = tq - t0.unsqueeze(1)
+        out = z0.unsqueeze(1).expand(*rel.shape, z0.shape[1])
+        for sign in (1.0, -1.0):
+            side = rel * sign > 0
+            if not bool(side.any()):
+                continue
+            tau, perm = (rel * sign).clamp(min=0).sort(1)
+            t_eval = torch.cat([tau.new_zeros(tau.shape[0], 1), tau], 1)
+            t_end = t_eval[:, -1].clamp(min=1e-3)
+
+            def f(t, z, sign=sign):
+                return sign * self.field(t0 + sign * t, z, doses, s)
+
+            term = to.ODETerm(f)
+            solver = to.AutoDiffAdjoint(to.Dopri5(term=term), to.IntegralController(atol=ATOL, rtol=RTOL, term=term))
+            ys = solver.solve(to.InitialValueProblem(y0=z0, t_start=t_eval[:, 0], t_end=t_end, t_eval=t_eval)).ys[:, 1:]
+            zq = torch.empty_like(ys).scatter(1, perm.unsqueeze(-1).expand_as(ys), ys)
+            out = torch.where(side.unsqueeze(-1), zq, out)
+        return out
+
+
+def variants() -> dict:
+    return {
+        "rk4 grid 1 h (default)": functools.partial(FixedGridSolver, method="rk4", step=1.0),
+        "rk4 grid 2 h": functools.partial(FixedGridSolver, method="rk4", step=2.0),
+        "rk4 grid 2 h, scripted": lambda field: torch.jit.script(FixedGridSolver(field, "rk4", 2.0)),
+        f"Dopri5Solver per-sample, tol {RTOL:g}": functools.partial(Dopri5Solver, rtol=RTOL, atol=ATOL, max_steps=10000),
+        "torchdiffeq dopri5, union of times": functools.partial(UnionTimesSolver, adjoint=False),
+        "torchdiffeq dopri5, union of times, adjoint": functools.partial(UnionTimesSolver, adjoint=True),
+        "torchode dopri5 per-sample": TorchodeSolver,
+    }
+
+
+def make_twin(latent: int, hidden: int, device: str) -> PatientTwin:
+    torch.manual_seed(0)
+    twin = PatientTwin(D, S, C, latent_dim=latent, hidden=hidden, encoder_hidden=64)
+    nn.init.normal_(twin.solver.field.net[-1].weight, std=0.05)  # non-trivial dynamics (training init is near-still)
+    return twin.to(device)
+
+
+def with_solver(twin: PatientTwin, make) -> TwinLitModule:
+    tw = copy.deepcopy(twin)
+    tw.solver = make(field=tw.solver.field)
+    return TwinLitModule(tw)
+
+
+def solve_inputs(lit: TwinLitModule, b: Batch):
+    tw = lit.twin
+    s_emb = tw.embed_static(b.static, b.static_m)
+    z, _ = tw.encode(b.hist_t, b.hist_x, b.hist_m, b.hist_len, s_emb)
+    return z, b.anchor, torch.cat([b.hist_t, b.tgt_t], 1), s_emb
+
+
+class Timeout(Exception):
+    pass
+
+
+def _alarm(signum, frame):
+    raise Timeout()
+
+
+def train_step(lit: TwinLitModule, b: Batch, device: str) -> float:
+    lit.zero_grad(set_to_none=True)
+    start = time.perf_counter()
+    loss = lit._objective(b, sample=True)["loss"]
+    loss.backward()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def run(args) -> list[dict]:
+    torch.set_num_threads(args.threads)
+    dev = args.device
+    twin = make_twin(args.latent, args.hidden, dev)
+    names = [n for n in variants() if (not args.only or any(o in n for o in args.only))
+             and not any(o in n for o in args.skip or ())]
+    try:
+        import torchode  # noqa: F401
+    except ImportError:
+        names = [n for n in names if "torchode" not in n]
+    rows, infeasible = [], set()
+    signal.signal(signal.SIGALRM, _alarm)
+    for B in args.batches:
+        b = irregular_batch(B, torch.Generator().manual_seed(B), dev, args.doses)
+        lits = {n: with_solver(twin, variants()[n]) for n in names if n not in infeasible}
+        # Reference solve: float64 Dopri5Solver on the same field and inputs.
+        with torch.no_grad():
+            ref_lit = with_solver(twin, functools.partial(Dopri5Solver, rtol=1e-8, atol=1e-8, max_steps=100000))
+            ref_lit.double()
+            bd = Batch(**{k: (v.double() if v.is_floating_point() else v) for k, v in vars(b).items()})
+            z0, t0, tq, s = solve_inputs(ref_lit, bd)
+            ref = ref_lit.twin.solver(z0, t0, tq, bd.doses, s)
+        errors, times, status = {}, {n: [] for n in lits}, {}
+        for n, lit in lits.items():
+            with torch.no_grad():
+                try:
+                    z = lit.twin.solver(z0.float(), t0.float(), tq.float(), b.doses, s.float())
+                    errors[n] = float((z.double() - ref).abs().max())
+                except Exception as exc:  # a solver that cannot run is reported, not fatal
+                    status[n] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:80]}"
+                    continue
+            signal.alarm(int(args.cap))  # pilot step, also the warm-up
+            try:
+                pilot = train_step(lit, b, dev)
+                signal.alarm(0)
+                if pilot > args.cap:
+                    raise Timeout()
+            except Timeout:
+                signal.alarm(0)
+                status[n] = f"> {args.cap:g} s"
+                infeasible.add(n)
+            except Exception as exc:
+                signal.alarm(0)
+                status[n] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:80]}"
+        live = [n for n in lits if n not in status]
+        for _ in range(args.repeats):  # interleaved, so load changes hit every solver alike
+            for n in live:
+                times[n].append(train_step(lits[n], b, dev))
+        for n in lits:
+            sec = statistics.median(times[n]) if times[n] else None
+            rows.append({"name": n, "batch": B, "seconds": sec, "per_second": B / sec if sec else None,
+                         "error": errors.get(n), "status": status.get(n, "ok"), "repeats": len(times[n])})
+        print(f"batch {B} done (load {os.getloadavg()[0]:.1f})", flush=True)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| solver | batch | step ms (median) | patients/s | max abs error | status |", "|---|---:|---:|---:|---:|---|"]
+    for r in rows:
+        ms = f"{1e3 * r['seconds']:.1f}" if r["seconds"] else "-"
+        ps = f"{r['per_second']:.0f}" if r["per_second"] else "-"
+        err = f"{r['error']:.1e}" if r["error"] is not None else "-"
+        lines.append(f"| {r['name']} | {r['batch']} | {ms} | {ps} | {err} | {r['status']} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--batches", type=int, nargs="+", default=[32, 256])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1, help="intra-op threads (1 is fastest for these small ops on CPU)")
+    ap.add_argument("--cap", type=float, default=20.0, help="seconds a pilot step may take before a config counts as infeasible")
+    ap.add_argument("--latent", type=int, default=32)
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--only", nargs="*", help="run only solvers whose name contains one of these")
+    ap.add_argument("--doses", action="store_true", help="give every patient two boluses (default: zero amounts, smooth field)")
+    ap.add_argument("--skip", nargs="*", help="drop solvers whose name contains one of these")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--json", help="write rows and machine info here")
+    ap.add_argument("--smoke", action="store_true", help="batch 4, 1 repeat, small model: checks the script runs")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.batches, args.repeats, args.latent, args.hidden = [4], 1, 8, 16
+    info = machine(args.threads, args.device)
+    rows = run(args)
+    info["loadavg_end"] = os.getloadavg()
+    print(json.dumps(info))
+    print(table(rows))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"machine": info, "rows": rows}, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""The benchmark scripts run end to end in their tiny mode and write the documented columns."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_train_smoke_writes_rows(tmp_path, capsys):
+    out = tmp_path / "train.json"
+    # The adjoint and torchode rows are slow even at batch 4; the union-of-times row stands for torchdiffeq.
+    load("bench_train").main(["--smoke", "--json", str(out), "--skip", "adjoint", "torchode", "1 h"])
+    report = json.loads(out.read_text())
+    assert report["machine"]["threads"] == 1 and report["machine"]["nproc"] >= 1
+    rows = {r["name"]: r for r in report["rows"]}
+    assert set(rows) == {"rk4 grid 2 h", "rk4 grid 2 h, scripted", "Dopri5Solver per-sample, tol 0.001",
+                         "torchdiffeq dopri5, union of times"}
+    for r in rows.values():
+        assert {"name", "batch", "seconds", "per_second", "error", "status"} <= r.keys()
+        assert r["batch"] == 4 and r["status"] == "ok", r
+        assert r["seconds"] > 0 and math.isclose(r["per_second"], 4 / r["seconds"])
+        assert math.isfinite(r["error"]) and r["error"] >= 0
+    assert "| solver | batch | step ms (median) | patients/s | max abs error | status |" in capsys.readouterr().out
+
+
+def test_bench_infer_smoke_writes_rows(tmp_path, capsys):
+    out = tmp_path / "infer.json"
+    load("bench_infer").main(["--smoke", "--json", str(out)])
+    rows = {r["name"]: r for r in json.loads(out.read_text())["rows"]}
+    for name in ("TorchScript twin.pt", "eager TwinPredictor"):
+        r = rows[name]
+        assert r["status"] == "ok" and 0 < r["p50_ms"] <= r["p99_ms"]
+        assert r["batch_size"] == 4 and r["batch_per_second"] > 0
+    assert rows["torch.compile (eager predictor)"]["status"].startswith("not run")
+    assert "| variant | p50 ms | p99 ms | batch | batch s | patients/s | status |" in capsys.readouterr().out
