@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from importlib import resources
+from typing import Tuple
 
 import torch
 from torch import Tensor
@@ -196,6 +197,31 @@ def _rk4_minute(x: Tensor, rows: Tensor, cols: Tensor, values: Tensor, c: Tensor
     return x
 
 
+@torch.jit.script
+def _minute(x: Tensor, meal: Tensor, announced_g: Tensor, insulin_pmol: Tensor, rows: Tensor, cols: Tensor,
+            values: Tensor, c0: Tensor, q: Tensor, nonneg: Tensor, substeps: int) -> Tuple[Tensor, Tensor]:
+    """One minute: meal bookkeeping between minutes (announcements queue, eaten at 5 g/min),
+    then RK4 with the minute's inputs held constant."""
+    planned, last_cho, last_qsto, foodtaken, eating = meal.unbind(0)
+    zeros = torch.zeros_like(planned)
+    planned = planned + announced_g
+    to_eat = torch.where(planned > 0, torch.clamp(planned, max=5.0), zeros)  # EAT_RATE_G_PER_MIN
+    planned = torch.clamp(planned - to_eat, min=0.0)
+    starts = (to_eat > 0) & (last_cho <= 0)
+    last_qsto = torch.where(starts, x[:, 0] + x[:, 1], last_qsto)
+    foodtaken = torch.where(starts, zeros, foodtaken)
+    is_eating = (eating > 0) | starts
+    foodtaken = foodtaken + torch.where(is_eating, to_eat, zeros)
+    is_eating = is_eating & ~((to_eat <= 0) & (last_cho > 0))
+    # Like simglucose, Dbar adds the grams eaten to the stomach content in mg (x1000).
+    dbar = last_qsto + foodtaken * 1000.0
+    inputs = torch.zeros_like(c0)
+    inputs[:, 0] = to_eat * 1000.0
+    inputs[:, 10] = insulin_pmol
+    x = _rk4_minute(x, rows, cols, values, c0 + inputs, q, dbar, nonneg, substeps)
+    return x, torch.stack([planned, to_eat, last_qsto, foodtaken, is_eating.to(x.dtype)])
+
+
 @dataclass
 class SimResult:
     gsub: Tensor  # [B, T+1] subcutaneous glucose (mg/dL) at minutes 0..T
@@ -242,35 +268,19 @@ class UVAPadovaSimulator:
         if states is not None:
             states[:, 0] = x
         zeros = torch.zeros(B, dtype=x.dtype, device=x.device)
-        planned, last_cho, last_qsto, foodtaken = zeros.clone(), zeros.clone(), x[:, 0] + x[:, 1], zeros.clone()
-        eating = torch.zeros(B, dtype=torch.bool, device=x.device)
+        # Meal state [5, B]: planned grams, grams eaten last minute, stomach content at the
+        # meal's start (mg), grams eaten since, eating flag.
+        meal = torch.stack([zeros, zeros, x[:, 0] + x[:, 1], zeros, zeros])
         nonneg = nonneg_mask(x.device)
         rows, cols, values, c0, q = linear_form(p)
-        inputs = torch.zeros_like(c0)
         to_pmol = 6000.0 / p["BW"]
         for t in range(T):
-            # Meal bookkeeping between minutes: announcements queue, eaten at 5 g/min.
-            planned = planned + meals[:, t]
-            to_eat = torch.where(planned > 0, torch.clamp(planned, max=EAT_RATE_G_PER_MIN), zeros)
-            planned = torch.clamp(planned - to_eat, min=0.0)
-            starts = (to_eat > 0) & (last_cho <= 0)
-            last_qsto = torch.where(starts, x[:, 0] + x[:, 1], last_qsto)
-            foodtaken = torch.where(starts, zeros, foodtaken)
-            eating = eating | starts
-            foodtaken = foodtaken + torch.where(eating, to_eat, zeros)
-            eating = eating & ~((to_eat <= 0) & (last_cho > 0))
-            last_cho = to_eat
-            eaten[:, t] = to_eat
-
             if policy is not None:
                 extra = policy(t, gsub[:, t])
                 if extra is not None:
                     insulin[:, t] += extra
-            # Like simglucose, Dbar adds the grams eaten to the stomach content in mg (x1000).
-            dbar = last_qsto + foodtaken * 1000.0
-            inputs[:, 0] = to_eat * 1000.0
-            inputs[:, 10] = insulin[:, t] * to_pmol
-            x = _rk4_minute(x, rows, cols, values, c0 + inputs, q, dbar, nonneg, self.substeps)
+            x, meal = _minute(x, meal, meals[:, t], insulin[:, t] * to_pmol, rows, cols, values, c0, q, nonneg, self.substeps)
+            eaten[:, t] = meal[1]
             gsub[:, t + 1] = x[:, 12] / vg
             if states is not None:
                 states[:, t + 1] = x
