@@ -6,12 +6,14 @@ import os
 from pathlib import Path
 
 
+def candidate_dirs() -> list[Path]:
+    """Every place configs may live, in the order they are searched."""
+    dirs = [Path(os.environ["TWINODE_CONFIG_DIR"])] if os.environ.get("TWINODE_CONFIG_DIR") else []
+    return dirs + [Path.cwd() / "configs", Path(__file__).resolve().parents[3] / "configs"]  # src/twinode/cli -> repo
+
+
 def config_dir() -> str:
-    candidates = []
-    if os.environ.get("TWINODE_CONFIG_DIR"):
-        candidates.append(Path(os.environ["TWINODE_CONFIG_DIR"]))
-    candidates.append(Path.cwd() / "configs")
-    candidates.append(Path(__file__).resolve().parents[3] / "configs")  # src/twinode/cli -> repo root
+    candidates = candidate_dirs()
     for c in candidates:
         if (c / "train.yaml").is_file():
             return str(c.resolve())

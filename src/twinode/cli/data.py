@@ -12,20 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 import yaml
 
+from twinode.cli.config_dir import candidate_dirs
 from twinode.errors import ConfigError, TwinodeError
-
-
-def config_dirs() -> list[Path]:
-    """Where ``--spec NAME`` looks for ``data/NAME.yaml``: $TWINODE_CONFIG_DIR, ./configs, the repo's configs."""
-    dirs = [Path(os.environ["TWINODE_CONFIG_DIR"])] if os.environ.get("TWINODE_CONFIG_DIR") else []
-    here = Path(__file__).resolve()
-    return dirs + [Path.cwd() / "configs", here.parents[3] / "configs", here.parents[1] / "configs"]
 
 
 def load_spec(name: str):
@@ -34,9 +27,9 @@ def load_spec(name: str):
 
     path = Path(name)
     if not path.suffix:
-        found = [d / "data" / f"{name}.yaml" for d in config_dirs() if (d / "data" / f"{name}.yaml").exists()]
+        found = [d / "data" / f"{name}.yaml" for d in candidate_dirs() if (d / "data" / f"{name}.yaml").exists()]
         if not found:
-            avail = sorted({p.stem for d in config_dirs() if (d / "data").is_dir() for p in (d / "data").glob("*.yaml")})
+            avail = sorted({p.stem for d in candidate_dirs() if (d / "data").is_dir() for p in (d / "data").glob("*.yaml")})
             raise ConfigError("--spec", name, avail or None, hint="name a configs/data/<name>.yaml or give a YAML path")
         path = found[0]
     if not path.exists():
