@@ -16,7 +16,7 @@ VARIANTS = {
     "gru_delta_variational": [],
     "ode_rnn_deterministic": ["model.twin.encoder=ode_rnn", "model.twin.variational=false"],
     "hybrid_ode_rnn_interpolation": ["model=latent_ode_hybrid", "model.twin.encoder=ode_rnn", "model.twin.encoder_method=euler",
-                                     "+data.task=interpolation"],
+                                     "data.task=interpolation"],
 }
 
 
