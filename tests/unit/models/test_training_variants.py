@@ -13,7 +13,7 @@ from twinode.training.pipeline import build_twin
 
 TINY = FAST + COARSE + ["data.source.n_patients=40", "data.eval_batch_size=64"]
 VARIANTS = {
-    "gru_delta_variational": [],
+    "gru_delta_variational": ["model.twin.variational=true"],
     "ode_rnn_deterministic": ["model.twin.encoder=ode_rnn", "model.twin.variational=false"],
     "hybrid_ode_rnn_interpolation": ["model=latent_ode_hybrid", "model.twin.encoder=ode_rnn", "model.twin.encoder_method=euler",
                                      "data.task=interpolation"],
