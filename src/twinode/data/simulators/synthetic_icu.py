@@ -52,25 +52,69 @@ def feature_spec() -> FeatureSpec:
     return FeatureSpec.from_dict(SPEC_DICT)
 
 
+EC50 = 6.0  # mcg/kg: drug level giving half the maximal MAP lift
+MAP_RATE = 0.6  # 1/h: how fast MAP relaxes towards its target
+
+
+def draw_patients(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """Per-patient parameters, drawn in a fixed order so a seed gives the same patients."""
+    age = rng.uniform(25, 90, n)
+    weight = rng.normal(78, 14, n).clip(45, 140)
+    sex = rng.integers(0, 2, n).astype(float)
+    sick = np.clip(0.6 * (age - 25) / 65 + rng.normal(0, 0.25, n), 0, 1)
+    map0 = rng.normal(82, 7, n)
+    hr0 = rng.normal(78, 8, n)
+    half_life = rng.uniform(1.5, 3.0, n)
+    emax = rng.uniform(18, 30, n)
+    phase = rng.uniform(0, 24, n)
+    fever = 1.6 * sick * rng.uniform(0.5, 1.0, n)
+    return {"age": age, "weight": weight, "sex": sex, "sick": sick, "map0": map0, "drift": 28 * sick,
+            "hr0": hr0, "half_life": half_life, "emax": emax, "phase": phase, "fever": fever}
+
+
+def patients(n_patients: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """The parameters ``generate_cohort(n_patients, seed)`` simulated, indexed by subject_id."""
+    return draw_patients(np.random.default_rng(seed), n_patients)
+
+
+def map_dose_response(half_life: float, emax: float, doses: np.ndarray, baseline_doses: np.ndarray,
+                      query_times: np.ndarray, dt: float = 0.05) -> np.ndarray:
+    """True MAP difference (mmHg) at ``query_times`` between two bolus plans ``[(time_h, amount)]``.
+
+    MAP relaxes linearly towards a target that the drug lifts by ``emax*c/(EC50+c)``, so the
+    difference of two plans is that lift's difference passed through the same relaxation,
+    independent of drift and disturbances. This is the counterfactual ground truth for what-if
+    checks of a twin trained on this cohort.
+    """
+    horizon = float(max(query_times.max(), 0.0)) + dt
+    grid = np.arange(0.0, horizon + dt, dt)
+    k = np.log(2) / half_life
+
+    def path(plan: np.ndarray) -> np.ndarray:
+        c, m, out = 0.0, 0.0, np.empty(len(grid))
+        steps = np.round(np.asarray(plan, float).reshape(-1, 2)[:, 0] / dt).astype(int)
+        amounts = np.asarray(plan, float).reshape(-1, 2)[:, 1]
+        for j in range(len(grid)):
+            c += amounts[steps == j].sum()
+            m += dt * MAP_RATE * (emax * c / (EC50 + c) - m)
+            c -= dt * k * c
+            out[j] = m
+        return out
+
+    diff = path(doses) - path(baseline_doses)
+    return np.interp(query_times, grid, diff)
+
+
 def generate_cohort(n_patients: int = 400, seed: int = 0, window_hours: float = 48.0, dt: float = 0.05) -> pl.DataFrame:
     """Events of ``n_patients`` synthetic stays: ``subject_id, time (h), code, numeric_value``."""
     if n_patients < 1:
         raise ValueError(f"n_patients must be >= 1, got {n_patients}")
     rng = np.random.default_rng(seed)
     n = n_patients
-    age = rng.uniform(25, 90, n)
-    weight = rng.normal(78, 14, n).clip(45, 140)
-    sex = rng.integers(0, 2, n).astype(float)
-    sick = np.clip(0.6 * (age - 25) / 65 + rng.normal(0, 0.25, n), 0, 1)
-
-    map0 = rng.normal(82, 7, n)
-    drift = 28 * sick  # mmHg lost over the window without treatment
-    hr0 = rng.normal(78, 8, n)
-    half_life = rng.uniform(1.5, 3.0, n)
-    emax = rng.uniform(18, 30, n)
-    ec50 = 6.0
-    phase = rng.uniform(0, 24, n)
-    fever = 1.6 * sick * rng.uniform(0.5, 1.0, n)
+    p = draw_patients(rng, n)
+    age, weight, sex, sick = p["age"], p["weight"], p["sex"], p["sick"]
+    map0, drift, hr0, half_life, emax, phase, fever = (p[k] for k in ("map0", "drift", "hr0", "half_life", "emax", "phase", "fever"))
+    ec50 = EC50
 
     steps = int(round(window_hours / dt))
     grid = np.arange(steps + 1) * dt
@@ -110,7 +154,7 @@ def generate_cohort(n_patients: int = 400, seed: int = 0, window_hours: float = 
         target_map = map0 - drift * t / window_hours + effect + disturb
         target_hr = hr0 + 0.9 * np.maximum(75 - map_, 0) + 8 * (temp_at(t) - 37.0)
         disturb = disturb - 0.2 * disturb * dt + 1.5 * np.sqrt(dt) * rng.normal(size=n)
-        map_ = map_ + dt * 0.6 * (target_map - map_)
+        map_ = map_ + dt * MAP_RATE * (target_map - map_)
         hr = hr + dt * 1.0 * (target_hr - hr)
         lac = lac + dt * (0.05 * np.maximum(65 - map_, 0) - 0.12 * (lac - 1.1))
         c = c - dt * np.log(2) / half_life * c
