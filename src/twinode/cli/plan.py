@@ -17,7 +17,8 @@ import tempfile
 
 import torch
 
-from twinode.errors import DataError, TwinodeError
+from twinode.cli.exits import run_and_exit
+from twinode.errors import DataError
 
 
 def _args(argv):
@@ -108,12 +109,7 @@ def run(a) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    a = _args(sys.argv[1:] if argv is None else argv)
-    try:
-        sys.exit(run(a))
-    except TwinodeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+    run_and_exit(run, _args(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,18 @@
+"""Run a CLI body: its return code on success, one ``error: ...`` line and the error's
+exit code for a TwinodeError (never a traceback for bad input)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable
+
+from twinode.errors import TwinodeError
+
+
+def run_and_exit(body: Callable[[Any], int], args: Any) -> None:
+    try:
+        code = body(args)
+    except TwinodeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    sys.exit(code)
