@@ -67,8 +67,7 @@ class TwinDataModule(L.LightningDataModule):
                           num_workers=self.num_workers)  # not persistent: workers re-read the epoch-seeded windows
 
     def train_dataloader(self):
-        if self.trainer is not None:
-            self.train_windows.set_epoch(self.trainer.current_epoch)
+        # Built once per fit; TwinLitModule.on_train_epoch_start advances the windows' epoch.
         return self._loader(self.train_windows, self.batch_size, True)
 
     def val_dataloader(self):
@@ -84,5 +83,6 @@ def _fingerprint(events, spec) -> str:
     h.update(json.dumps(spec.to_dict(), sort_keys=True).encode())
     for col in ("subject_id", "time", "code", "numeric_value"):
         s = events[col]
-        h.update(s.hash(seed=0).to_numpy().tobytes() if s.dtype.is_numeric() is False else np.ascontiguousarray(s.to_numpy()).tobytes())
+        raw = s.to_numpy() if s.dtype.is_numeric() else s.hash(seed=0).to_numpy()  # strings: stable hashes
+        h.update(np.ascontiguousarray(raw).tobytes())
     return h.hexdigest()
