@@ -127,28 +127,42 @@ def linear_flops(module: nn.Module, batch: int) -> int:
 
 
 class CallCounter:
-    """Counts a module's forward calls and the rows they saw (``shape[0]`` of the first tensor
+    """Counts a module's evaluations and the rows they saw (``shape[0]`` of the first tensor
     argument): the function-evaluation count that multiplies ``linear_flops(module, 1)``.
+
+    Counts calls of the instance's ``methods`` (``forward`` and, for fields with a
+    precomputed drive, ``given_drive``); a counted method calling another counts once.
 
         with CallCounter(field) as calls:
             solver(...)
         flops = linear_flops(field, 1) * calls.rows
     """
 
-    def __init__(self, module: nn.Module):
-        self.module, self.calls, self.rows, self._handle = module, 0, 0, None
+    def __init__(self, module: nn.Module, methods: Sequence[str] = ("forward", "given_drive")):
+        self.module, self.methods = module, [m for m in methods if callable(getattr(type(module), m, None))]
+        self.calls, self.rows, self._depth = 0, 0, 0
 
-    def _hook(self, module, args):
-        self.calls += 1
-        first = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() > 0), None)
-        self.rows += int(first.shape[0]) if first is not None else 1
+    def _wrap(self, method):
+        def counted(*args, **kwargs):
+            if self._depth == 0:
+                self.calls += 1
+                first = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() > 0), None)
+                self.rows += int(first.shape[0]) if first is not None else 1
+            self._depth += 1
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self._depth -= 1
+        return counted
 
     def __enter__(self) -> "CallCounter":
-        self._handle = self.module.register_forward_pre_hook(self._hook)
+        for name in self.methods:  # instance attributes shadow the class's methods until __exit__
+            self.module.__dict__[name] = self._wrap(getattr(self.module, name))
         return self
 
     def __exit__(self, *exc) -> None:
-        self._handle.remove()
+        for name in self.methods:
+            self.module.__dict__.pop(name, None)
 
 
 def si(value: float) -> tuple[str, str]:

@@ -75,6 +75,31 @@ def test_call_counter_counts_evaluations_and_rows():
         mlp(torch.randn(3, 2))
     mlp(torch.randn(9, 2))  # after the block: not counted
     assert (calls.calls, calls.rows) == (2, 8)
+    assert "forward" not in mlp.__dict__  # the instance is restored
+
+
+class DrivenMLP(nn.Module):
+    """forward calls given_drive, as a field with a precomputed drive does."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 3)
+
+    def forward(self, t, z):
+        return self.given_drive(t, z)
+
+    def given_drive(self, t, z):
+        return self.lin(z)
+
+
+def test_call_counter_counts_nested_methods_once():
+    field = DrivenMLP()
+    with bl.CallCounter(field) as calls:
+        field(torch.zeros(4), torch.randn(4, 3))  # forward -> given_drive: one evaluation
+        field.given_drive(torch.zeros(6), torch.randn(6, 3))  # a solver calling given_drive directly
+    assert (calls.calls, calls.rows) == (2, 10)
+    assert bl.linear_flops(field, 1) * calls.rows == bl.count_flops(
+        lambda: (field(torch.zeros(4), torch.randn(4, 3)), field.given_drive(torch.zeros(6), torch.randn(6, 3))))
 
 
 def test_count_ops_sees_elementwise_work():
