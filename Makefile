@@ -9,14 +9,16 @@ TORCH_CPU ?= torch==2.13.0
 OPTUNA_SWEEPER ?= hydra-optuna-sweeper==1.3.0
 HAS_CUDA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
 
-.PHONY: help venv install install-dev train test test-slow test-integration test-all bench lint clean
+.PHONY: help venv install install-dev train test test-slow test-integration test-all bench bench-full gpu-check lint clean
 
 help:
 	@echo "make train      set up .venv and train the default twin on the embedded cohort"
 	@echo "make test       set up .venv with dev extras and run the test suite"
 	@echo "make test-slow  run the slow suites (real data, long training)"
 	@echo "make test-integration  DDP, resume, sweep and MLflow-server runs (multi-process, a few minutes)"
-	@echo "make bench      run the benchmark scripts"
+	@echo "make bench      run every scripts/bench_*.py with --quick (JSON in $(BENCH_OUT)/)"
+	@echo "make bench-full run every benchmark script in full (bench_data rewrites docs/benchmarks.md's Data table)"
+	@echo "make gpu-check  the benchmarks on CUDA within 5 minutes (scripts/gpu_check.sh; results in gpu_results/)"
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -53,8 +55,26 @@ test-integration: $(VENV)/.installed-dev
 test-all: $(VENV)/.installed-dev
 	$(PY) -m pytest -q $(ARGS)
 
+# Every bench script, each writing $(BENCH_OUT)/<script>[_full].json; goes on past a failing
+# script and names the failures at the end. ARGS reach every script (e.g. ARGS="--threads 1").
+BENCH_OUT ?= bench_results
+define run_benches
+	@mkdir -p $(BENCH_OUT); failed=""; \
+	for s in scripts/bench_*.py; do \
+	  n=$$(basename $$s .py); echo "== $(PY) $$s $(1) --json $(BENCH_OUT)/$$n$(2).json $(ARGS)"; \
+	  $(PY) $$s $(1) --json $(BENCH_OUT)/$$n$(2).json $(ARGS) || failed="$$failed $$n"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "failed:$$failed"; exit 1; fi
+endef
+
 bench: $(VENV)/.installed-dev
-	@for s in scripts/bench_*.py; do echo "== $$s"; $(PY) $$s || exit 1; done
+	$(call run_benches,--quick,)
+
+bench-full: $(VENV)/.installed-dev
+	$(call run_benches,,_full)
+
+gpu-check:
+	bash scripts/gpu_check.sh $(ARGS)
 
 clean:
 	rm -rf outputs multirun mlartifacts mlflow.db .pytest_cache
