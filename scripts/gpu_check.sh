@@ -7,8 +7,9 @@
 # (--device cpu: the same plan without a GPU, to test the check; --only: these runs of the plan)
 #
 # Runs, in this order so that the budget cuts the least important first: bench_train and
-# bench_infer (plain), bench_solvers, bench_simulator (float32), bench_train with --tf32,
-# --dtype bfloat16 and --cuda-graphs, bench_infer with the same three, bench_epoch, bench_data.
+# bench_infer (plain), bench_train with --cuda-graphs, --tf32 and --dtype bfloat16,
+# bench_solvers, bench_simulator (float32), bench_infer with the same three flags,
+# bench_epoch, bench_data.
 # Each writes --json <results>/<name>.json and appends its output to <results>/gpu_check.log.
 # A run whose script lacks one of its flags is reported as skipped, one that fails or times
 # out as failed; the check goes on either way. Exit status: 0 all ran, 1 some failed,
@@ -113,11 +114,11 @@ fi
 PLAN=(
   "train|90|bench_train.py|"
   "infer|90|bench_infer.py|"
-  "solvers|75|bench_solvers.py|"
-  "simulator|60|bench_simulator.py|--dtype float32"
+  "train_cuda_graphs|75|bench_train.py|--cuda-graphs"
   "train_tf32|75|bench_train.py|--tf32"
   "train_bf16|75|bench_train.py|--dtype bfloat16"
-  "train_cuda_graphs|75|bench_train.py|--cuda-graphs"
+  "solvers|75|bench_solvers.py|"
+  "simulator|60|bench_simulator.py|--dtype float32"
   "infer_tf32|75|bench_infer.py|--tf32"
   "infer_bf16|75|bench_infer.py|--dtype bfloat16"
   "infer_cuda_graphs|75|bench_infer.py|--cuda-graphs"
