@@ -35,11 +35,9 @@ as twinode sees them). The union, and so the reference's cost, grows with the re
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -53,8 +51,10 @@ import torchdiffeq
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch import Tensor, nn
-from torch.utils.flop_counter import FlopCounterMode
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchlib sits beside this script
+import benchlib  # noqa: E402
+from benchlib import count_flops, sync  # noqa: E402
 from twinode.data.collate import Batch
 from twinode.errors import TwinodeError
 from twinode.training.pipeline import build_twin
@@ -66,46 +66,6 @@ QUICK_REFS = ("euler:0.1", "euler:0")
 SMOKE = ["data=synthetic_icu", "data.source.n_patients=48", "data.batch_size=16", "data.task=interpolation",
          "model.twin.latent_dim=4", "model.twin.hidden=8", "model.twin.encoder_hidden=8", "model.twin.encoder=ode_rnn",
          "solver.step=4.0"]
-
-
-# ---- small helpers (machine info, timing, matmul FLOP/s, FLOP counting) ----
-
-def machine(threads: int, device: str) -> dict:
-    cpu = platform.processor()
-    if os.path.exists("/proc/cpuinfo"):
-        cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), cpu)
-    info = {"cpu": cpu, "nproc": os.cpu_count(), "torch": torch.__version__, "torchdiffeq": torchdiffeq.__version__,
-            "lightning": L.__version__, "python": platform.python_version(), "threads": threads, "device": device,
-            "loadavg_start": list(os.getloadavg())}
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    return info
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize(torch.device(device))
-
-
-def matmul_flops(device: str, n: int = 2048, repeats: int = 5) -> float:
-    """FLOP/s of the best of ``repeats`` float32 ``torch.mm`` of two n x n matrices."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    torch.mm(a, b)
-    best = math.inf
-    for _ in range(repeats):
-        sync(device)
-        t0 = time.perf_counter()
-        torch.mm(a, b)
-        sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return 2.0 * n ** 3 / best
-
-
-def count_flops(step) -> int:
-    """FLOPs (matmul-type ops; elementwise ops are not counted) of ``step()``, forward + backward."""
-    with FlopCounterMode(display=False) as counter:
-        step()
-    return int(counter.get_total_flops())
 
 
 # ---- the latent_ode-style reference ----
@@ -315,7 +275,8 @@ def time_twinode(dm, cfg, device: str, max_batches: int | None) -> dict:
     name = f"twinode ({cfg.solver.method} {cfg.solver.step:g} h, Lightning)" + (f" (extrapolated from {len(timer.steps)} batches)" if extrapolated else "")
     return {"name": name, "batch": dm.batch_size, "batches": n, "timed_batches": len(timer.steps), "seconds": epoch,
             "per_second": len(dm.train_windows) / epoch, "error": timer.losses[-1],
-            "step_ms_median": 1e3 * statistics.median(timer.steps), "flops_per_step": flops,
+            "step_ms_median": 1e3 * statistics.median(timer.steps), "step_ms_min": 1e3 * min(timer.steps),
+            "step_ms_max": 1e3 * max(timer.steps), "flops_per_step": flops,
             "params": sum(p.numel() for p in lit.twin.parameters())}
 
 
@@ -343,14 +304,14 @@ def prepare_data(data_dir: Path, out: Path) -> Path:
     return out
 
 
-def table(rows: list[dict]) -> str:
-    lines = ["| model | batch | batches | epoch s | patients/s | step ms (median) | final train loss |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        if "batches" in r:
-            lines.append(f"| {r['name']} | {r['batch']} | {r['batches']} | {r['seconds']:.1f} | {r['per_second']:.1f} "
-                         f"| {r['step_ms_median']:.0f} | {r['error']:.3f} |")
-    return "\n".join(lines)
+TABLE = [("model", "name"), "batch", "batches", ("epoch s", "seconds", ".1f"), ("patients/s", "per_second", ".1f"),
+         ("step ms (median)", "step_ms_median", ".0f"), ("final train loss", "error", ".3f")]
+
+
+def default_data_dir() -> Path:
+    """../shared/data/physionet2012 beside the repository (or shared/ inside it, as on a device copy)."""
+    options = [REPO.parent / "shared" / "data" / "physionet2012", REPO / "shared" / "data" / "physionet2012"]
+    return next((p for p in options if (p / "set-a.tar.gz").is_file()), options[0])
 
 
 def parse_ref(text: str) -> tuple[str, float]:
@@ -362,12 +323,9 @@ def parse_ref(text: str) -> tuple[str, float]:
 
 def parse(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--json", help="write {machine, rows, ratio, roofline} here")
-    ap.add_argument("--quick", action="store_true", help="twinode: 8 batches, reference: 1 batch (< 2 min)")
+    benchlib.common_args(ap)  # --json, --quick (twinode: 8 batches, reference: 1 batch), --threads, --device
     ap.add_argument("--smoke", action="store_true", help="embedded synthetic cohort, tiny widths (tests)")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "physionet2012"))
+    ap.add_argument("--data-dir", default=str(default_data_dir()), help="holds set-a.tar.gz and Outcomes-a.txt")
     ap.add_argument("--ref-batches", type=int, default=5, help="reference batches timed after one warm-up")
     ap.add_argument("--refs", nargs="+", metavar="ENCODER:QUANT_H",
                     help="reference variants: encoder solver (euler = the repository's, dopri5) and time "
@@ -382,7 +340,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    info = machine(args.threads, args.device)
+    info = benchlib.machine_info(args.threads, args.device)
+    info.update(torchdiffeq=torchdiffeq.__version__, lightning=L.__version__)
     with tempfile.TemporaryDirectory() as tmp:
         try:
             data_root = Path(tmp) if args.smoke else prepare_data(Path(args.data_dir), Path(tmp))
@@ -399,7 +358,7 @@ def main(argv=None) -> int:
             # FLOPs of the first variant only: FlopCounterMode makes a union-of-times step ~10x slower.
             rows.append(time_reference(dm, cfg, args.device, enc, 1 if quick else args.ref_batches, quant_h,
                                        flops=not quick and i == 0))
-    mm = matmul_flops(args.device)
+    mm = benchlib.matmul_flops(args.device)
     info["loadavg_end"] = list(os.getloadavg())
     tw = cfg.model.twin
     info["model"] = {"latent": tw.latent_dim, "field_hidden": tw.hidden, "field_layers": tw.field_layers,
@@ -407,20 +366,18 @@ def main(argv=None) -> int:
                      "solver": f"{cfg.solver.method} {cfg.solver.step} h", "train_patients": len(dm.train_windows)}
     rows.append({"name": "torch.mm 2048x2048 float32 (best of 5)", "batch": None, "seconds": 2.0 * 2048 ** 3 / mm,
                  "per_second": mm, "error": None})
-    roofline = {r["name"]: {"flops_per_step": r["flops_per_step"], "achieved_flops": r["flops_per_step"] / (r["step_ms_median"] / 1e3),
-                            "fraction_of_mm": r["flops_per_step"] / (r["step_ms_median"] / 1e3) / mm}
+    # Roofline: FLOPs of one step (FlopCounterMode, forward + backward) / the median step time.
+    roofline = {r["name"]: benchlib.roofline(r["flops_per_step"], r["step_ms_median"] / 1e3, mm)
                 for r in rows if r.get("flops_per_step")}
     ratio = {r["name"]: r["seconds"] / rows[0]["seconds"] for r in rows[1:] if "batches" in r}
-    report = {"machine": info, "rows": rows, "ratio_reference_over_twinode": ratio, "roofline": roofline}
-    print(f"machine: {json.dumps(info)}")
-    print(table(rows))
+    print(f"machine: {info}")
+    print(benchlib.markdown_table([r for r in rows if "batches" in r], TABLE))
     for name, value in ratio.items():
         print(f"ratio {name} / twinode: {value:.1f}x")
     for name, r in roofline.items():
-        print(f"roofline {name}: {r['flops_per_step'] / 1e9:.3f} GFLOP/step (matmul-type ops, fwd+bwd) / median step = "
-              f"{r['achieved_flops'] / 1e9:.2f} GFLOP/s = {100 * r['fraction_of_mm']:.1f} % of torch.mm {mm / 1e9:.1f} GFLOP/s")
+        print(f"{name}: " + benchlib.roofline_line(r["flops"], r["seconds"], mm, unit="training step (median)"))
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2))
+        benchlib.write_json(args.json, info, rows, extra={"ratio_reference_over_twinode": ratio, "roofline": roofline})
     return 0
 
 
