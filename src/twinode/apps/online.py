@@ -3,7 +3,7 @@
 ``OnlineTwin`` keeps the history (times, values, mask, statics, doses) and gives the twin's
 predictive distribution at a future time from the history so far. Where the exported
 encoder is the forward GRU with time gaps (``GRUDeltaEncoder``), each new observation is one
-GRU step on the scripted submodules (``twin.twin.encoder.cell`` / ``to_q``): O(1) per event,
+GRU step on the scripted encoder (``twin.twin.encoder.step`` / ``read_out``): O(1) per event,
 and equal to re-encoding the whole history (a test checks it). Other encoders (the
 backward ODE-RNN reads the history from its end) are re-encoded through the contract's
 ``forecast``/``sample``: O(history) per event.
@@ -115,14 +115,12 @@ class OnlineTwin:
         inp = torch.cat([x * mask, mask, torch.tensor([math.log1p(max(gap, 0.0))])]).unsqueeze(0)
         with torch.inference_mode():
             self.h_before = self.h
-            self.h = m.twin.encoder.cell(inp, self.h)
+            self.h = m.twin.encoder.step(inp, self.h)
 
     def posterior(self) -> tuple[Tensor, Tensor]:
         """Mean and log-std ``[1, L]`` of q(z at the anchor | history)."""
         with torch.inference_mode():
-            q = self.twin.twin.encoder.to_q(self.h)
-            L = q.shape[1] // 2
-            return q[:, :L], q[:, L:].clamp(-8.0, 4.0)
+            return self.twin.twin.encoder.read_out(self.h)
 
     # ---- predictions ----
 

@@ -17,25 +17,39 @@ from twinode.errors import ConfigError
 
 class GRUDeltaEncoder(nn.Module):
     """GRU over observations with the log time gap as an input, forward in time: its final
-    state sits at the last observation, the anchor."""
+    state sits at the last observation, the anchor.
+
+    The whole padded sequence goes through one fused ``nn.GRU`` call and each subject's state
+    is read at its own last observation: a GRU is causal, so the padding after a subject's
+    length never reaches that state, and no per-step Python loop or masking is needed.
+    """
 
     def __init__(self, n_measurements: int, static_dim: int, latent_dim: int, hidden: int = 64):
         super().__init__()
-        self.cell = nn.GRUCell(2 * n_measurements + 1, hidden)
+        self.gru = nn.GRU(2 * n_measurements + 1, hidden, batch_first=True)
         self.init_h = nn.Linear(static_dim, hidden)
         self.to_q = nn.Linear(hidden, 2 * latent_dim)
         self.latent_dim = latent_dim
 
     def forward(self, t: Tensor, x: Tensor, m: Tensor, length: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
-        h = torch.tanh(self.init_h(s))
-        prev = t[:, 0]
-        for i in range(t.shape[1]):
-            gap = (t[:, i] - prev).clamp(min=0.0)
-            inp = torch.cat([x[:, i] * m[:, i], m[:, i], torch.log1p(gap).unsqueeze(-1)], dim=-1)
-            h_new = self.cell(inp, h)
-            live = (i < length).unsqueeze(-1)
-            h = torch.where(live, h_new, h)
-            prev = torch.where(i < length, t[:, i], prev)
+        h0 = torch.tanh(self.init_h(s))
+        # Gap to the previous observation (0 for the first one).
+        gap = (t - torch.cat([t[:, :1], t[:, :-1]], dim=1)).clamp(min=0.0)
+        inp = torch.cat([x * m, m, torch.log1p(gap).unsqueeze(-1)], dim=-1)
+        out, _ = self.gru(inp, h0.unsqueeze(0))
+        last = (length - 1).clamp(min=0).view(-1, 1, 1).expand(out.shape[0], 1, out.shape[2])
+        h = torch.where((length > 0).unsqueeze(-1), out.gather(1, last).squeeze(1), h0)
+        return self.read_out(h)
+
+    @torch.jit.export
+    def step(self, inp: Tensor, h: Tensor) -> Tensor:
+        """One observation's update ``[B, 2D+1]`` of the state ``h [B, H]`` (streaming use)."""
+        _, h_new = self.gru(inp.unsqueeze(1), h.unsqueeze(0))
+        return h_new.squeeze(0)
+
+    @torch.jit.export
+    def read_out(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        """Posterior mean and log-std ``[B, L]`` from the state at the anchor."""
         q = self.to_q(h)
         mean, log_std = q[:, : self.latent_dim], q[:, self.latent_dim:]
         return mean, log_std.clamp(-8.0, 4.0)

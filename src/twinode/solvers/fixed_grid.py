@@ -23,7 +23,9 @@ METHODS = ("euler", "midpoint", "rk4")
 class FixedGridSolver(nn.Module):
     """Solve ``dz/dt = field(t, z, doses, s)`` from ``(t0, z0)`` to every query time.
 
-    ``field`` is a module with ``forward(t[B], z[B,L], doses[B,M,4], s[B,E]) -> [B,L]``.
+    ``field`` is a module with ``drive(t[B,K], doses[B,M,4], s[B,E]) -> [B,K,P]`` (its
+    z-independent inputs at K times) and ``given_drive(t[B], z[B,L], drive[B,P], doses, s) -> [B,L]``
+    (e.g. :class:`~twinode.models.dynamics.MLPField`).
     ``step`` is the largest step in hours; the grid is shrunk to end exactly on the
     farthest query.
     """
@@ -41,33 +43,47 @@ class FixedGridSolver(nn.Module):
             from twinode.errors import ConfigError
 
             raise ConfigError("solver.step", step, hint="the step must be a positive number of hours")
+        if not hasattr(field, "given_drive"):
+            from twinode.models.dynamics import DrivenField
+
+            field = DrivenField(field)
         self.field = field
         self.method = method
         self.step = float(step)
 
-    def _step(self, t: Tensor, z: Tensor, h: float, f0: Tensor, doses: Tensor, s: Tensor) -> Tensor:
-        if self.method == "euler":
-            return z + h * f0
-        if self.method == "midpoint":
-            return z + h * self.field(t + 0.5 * h, z + 0.5 * h * f0, doses, s)
-        k2 = self.field(t + 0.5 * h, z + 0.5 * h * f0, doses, s)
-        k3 = self.field(t + 0.5 * h, z + 0.5 * h * k2, doses, s)
-        k4 = self.field(t + h, z + h * k3, doses, s)
-        return z + (h / 6.0) * (f0 + 2.0 * k2 + 2.0 * k3 + k4)
-
     def integrate(self, z0: Tensor, t0: Tensor, span: float, doses: Tensor, s: Tensor) -> tuple[Tensor, Tensor, float]:
         """States and derivatives on the grid ``t0 + k*h``, ``k = 0..n`` covering ``span`` hours
-        (negative: backwards). Returns ``zs [B, n+1, L]``, ``fs [B, n+1, L]`` and ``h``."""
+        (negative: backwards). Returns ``zs [B, n+1, L]``, ``fs [B, n+1, L]`` and ``h``.
+
+        Every stage time of the grid is known before the loop, so the field's z-independent
+        drive (dose effects, statics) is computed for all of them in one call; the loop then
+        only does the state-dependent arithmetic.
+        """
         n = max(1, int(math.ceil(abs(span) / self.step - 1e-9)))
         h = span / n
+        # Stage times on the half-step grid: node k is index 2k, its midpoint 2k+1.
+        times = t0.unsqueeze(1) + torch.arange(2 * n + 1, dtype=z0.dtype, device=z0.device) * (0.5 * h)
+        drive = self.field.drive(times, doses, s)
+        f = self.field.given_drive(t0, z0, drive[:, 0], doses, s)
         z = z0
-        f = self.field(t0, z, doses, s)
         zs = [z]
         fs = [f]
         for k in range(n):
-            t = t0 + k * h
-            z = self._step(t, z, h, f, doses, s)
-            f = self.field(t0 + (k + 1) * h, z, doses, s)
+            t_end = times[:, 2 * k + 2]
+            d_end = drive[:, 2 * k + 2]
+            if self.method == "euler":
+                z = torch.add(z, f, alpha=h)
+            elif self.method == "midpoint":
+                k2 = self.field.given_drive(times[:, 2 * k + 1], torch.add(z, f, alpha=0.5 * h), drive[:, 2 * k + 1], doses, s)
+                z = torch.add(z, k2, alpha=h)
+            else:
+                t_mid, d_mid = times[:, 2 * k + 1], drive[:, 2 * k + 1]
+                k2 = self.field.given_drive(t_mid, torch.add(z, f, alpha=0.5 * h), d_mid, doses, s)
+                k3 = self.field.given_drive(t_mid, torch.add(z, k2, alpha=0.5 * h), d_mid, doses, s)
+                k4 = self.field.given_drive(t_end, torch.add(z, k3, alpha=h), d_end, doses, s)
+                incr = torch.add(torch.add(f, k2, alpha=2.0), torch.add(k4, k3, alpha=2.0))
+                z = torch.add(z, incr, alpha=h / 6.0)
+            f = self.field.given_drive(t_end, z, d_end, doses, s)
             zs.append(z)
             fs.append(f)
         return torch.stack(zs, 1), torch.stack(fs, 1), h

@@ -122,3 +122,19 @@ def test_no_history_gives_the_static_prior():
 def test_bad_ode_rnn_settings_name_the_config_key(kw, key):
     with pytest.raises(ConfigError, match=key):
         ODERNNEncoder(D, S, L, **kw)
+
+
+def test_gru_delta_sequence_equals_its_step_by_step_updates():
+    """The fused sequence call equals one ``step`` per observation from the static-seeded state."""
+    enc = make("gru_delta")
+    t, x, m, length, s = toy_history(B=5, N=7)
+    mean, log_std = enc(t, x, m, length, s)
+    for b in range(5):
+        h = torch.tanh(enc.init_h(s[b:b + 1]))
+        for i in range(int(length[b])):
+            gap = max(float(t[b, i] - t[b, i - 1]), 0.0) if i > 0 else 0.0
+            inp = torch.cat([x[b:b + 1, i] * m[b:b + 1, i], m[b:b + 1, i], torch.tensor([[gap]]).log1p()], -1)
+            h = enc.step(inp, h)
+        mu, ls = enc.read_out(h)
+        torch.testing.assert_close(mu[0], mean[b], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(ls[0], log_std[b], atol=1e-5, rtol=1e-5)

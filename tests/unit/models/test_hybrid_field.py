@@ -18,8 +18,8 @@ LAT, E = 4, 2
 def silenced(field: MLPField) -> MLPField:
     """A residual that contributes nothing, so the prior alone is visible."""
     with torch.no_grad():
-        field.net[-1].weight.zero_()
-        field.net[-1].bias.zero_()
+        field.out.weight.zero_()
+        field.out.bias.zero_()
         field.control.weight.zero_()
     return field
 

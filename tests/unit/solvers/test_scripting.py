@@ -37,7 +37,7 @@ def _inputs():
 def test_scripted_equals_eager(make):
     torch.manual_seed(0)
     field = MLPField(latent_dim=6, n_interventions=2, static_dim=3, hidden=16)
-    nn.init.normal_(field.net[-1].weight, std=0.3)  # make the dynamics non-trivial
+    nn.init.normal_(field.out.weight, std=0.3)  # make the dynamics non-trivial
     model = Head(make(field))
     scripted = torch.jit.script(model)
     args = _inputs()
