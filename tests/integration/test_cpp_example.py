@@ -54,3 +54,12 @@ def test_cpp_example_prints_the_python_forecast(tmp_path):
 
     bad = subprocess.run([str(BUILD / "twin_forecast"), str(tmp_path / "missing.pt")], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "error: cannot load" in bad.stderr
+
+    # The timing mode runs the 48-h forecast N times and prints p50/p99 (microseconds), calls, threads.
+    timed = subprocess.run([str(BUILD / "twin_forecast"), str(twin_path), "--time", "5"], capture_output=True,
+                           text=True, timeout=120, env={"OMP_NUM_THREADS": "1"})
+    assert timed.returncode == 0, timed.stderr
+    p50, p99, calls, threads = timed.stdout.split()
+    assert 0 < float(p50) <= float(p99) and int(calls) == 5 and int(threads) == 1
+    usage = subprocess.run([str(BUILD / "twin_forecast"), str(twin_path), "--time", "0"], capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 2 and "usage" in usage.stderr
