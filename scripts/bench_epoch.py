@@ -305,7 +305,8 @@ def prepare_data(data_dir: Path, out: Path) -> Path:
 
 
 TABLE = [("model", "name"), "batch", "batches", ("epoch s", "seconds", ".1f"), ("patients/s", "per_second", ".1f"),
-         ("step ms (median)", "step_ms_median", ".0f"), ("final train loss", "error", ".3f")]
+         ("step ms (median)", "step_ms_median", ".0f"), ("union times (mean)", "union_times_mean", ".0f"),
+         ("final train loss", "error", ".3f")]
 
 
 def default_data_dir() -> Path:
