@@ -63,21 +63,23 @@ class FixedGridSolver(nn.Module):
         h = span / n
         # Stage times on the half-step grid: node k is index 2k, its midpoint 2k+1.
         times = t0.unsqueeze(1) + torch.arange(2 * n + 1, dtype=z0.dtype, device=z0.device) * (0.5 * h)
-        drive = self.field.drive(times, doses, s)
-        f = self.field.given_drive(t0, z0, drive[:, 0], doses, s)
+        # One unbind, not an index per stage: the backward of each ``drive[:, j]`` would
+        # allocate and fill a zero tensor of the whole drive (quadratic in the grid length).
+        drive = self.field.drive(times, doses, s).unbind(1)
+        stage_t = times.unbind(1)
+        f = self.field.given_drive(t0, z0, drive[0], doses, s)
         z = z0
         zs = [z]
         fs = [f]
         for k in range(n):
-            t_end = times[:, 2 * k + 2]
-            d_end = drive[:, 2 * k + 2]
+            t_end, d_end = stage_t[2 * k + 2], drive[2 * k + 2]
             if self.method == "euler":
                 z = torch.add(z, f, alpha=h)
             elif self.method == "midpoint":
-                k2 = self.field.given_drive(times[:, 2 * k + 1], torch.add(z, f, alpha=0.5 * h), drive[:, 2 * k + 1], doses, s)
+                k2 = self.field.given_drive(stage_t[2 * k + 1], torch.add(z, f, alpha=0.5 * h), drive[2 * k + 1], doses, s)
                 z = torch.add(z, k2, alpha=h)
             else:
-                t_mid, d_mid = times[:, 2 * k + 1], drive[:, 2 * k + 1]
+                t_mid, d_mid = stage_t[2 * k + 1], drive[2 * k + 1]
                 k2 = self.field.given_drive(t_mid, torch.add(z, f, alpha=0.5 * h), d_mid, doses, s)
                 k3 = self.field.given_drive(t_mid, torch.add(z, k2, alpha=0.5 * h), d_mid, doses, s)
                 k4 = self.field.given_drive(t_end, torch.add(z, k3, alpha=h), d_end, doses, s)
