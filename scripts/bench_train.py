@@ -6,18 +6,26 @@ Irregular synthetic batches: every patient has 20-50 observations (times on a 1-
 channels observed; dose rows with zero amount unless ``--doses``. The objective is TwinLitModule's (masked Gaussian NLL of
 history and horizon + KL). Solvers, all on the same weights:
 
-- rk4 grid (our default FixedGridSolver, step 1 h and 2 h), and the same solver scripted;
+- rk4 grid (our default FixedGridSolver, step 1 h, and 2 h / 3 h), and the same solver scripted;
 - Dopri5Solver (per-sample adaptive steps);
 - torchdiffeq dopri5 on the sorted union of the batch's times (the latent_ode approach: one
   odeint over every subject's time points, each subject's values gathered), direct and adjoint;
-- torchode dopri5 per sample (if installed).
+- torchode dopri5 per sample (if installed), at latent_ode's tolerances and at tight ones, so
+  each fixed grid has a torchode row of equal or larger error to be compared with.
 
 Error: max |z - z_ref| over the batch's query times, forward solve, against Dopri5Solver at
 rtol=atol=1e-8 in float64. Repeats are interleaved across solvers, medians reported. A config
-whose pilot step exceeds ``--cap`` seconds is reported as "> cap s" and skipped at larger batches.
+whose pilot step exceeds ``--cap`` seconds is reported as "> cap s" (a lower bound for the ratios).
 
-    .venv/bin/python scripts/bench_train.py [--batches 32 256] [--repeats 3] [--threads 1]
-        [--cap 20] [--device cpu|cuda] [--json out.json] [--smoke]
+Each row also gets the step's FLOPs (torch's FlopCounterMode over forward + backward) and the
+field's share computed from the layer sizes x the function-evaluation count x 3 (forward and
+the two backward products), and a roofline line against a large ``torch.mm`` in the same run.
+The summary compares the default grid with the union-of-times adjoint and every fixed grid
+with the fastest torchode row of equal or larger error (the issue's goals).
+
+    .venv/bin/python scripts/bench_train.py [--batches 32 256 1024] [--repeats 3] [--threads 1]
+        [--cap 60] [--device cpu|cuda] [--tf32] [--dtype bfloat16] [--cuda-graphs]
+        [--json out.json] [--quick] [--smoke]
 """
 
 from __future__ import annotations
@@ -27,13 +35,14 @@ import copy
 import functools
 import json
 import os
-import platform
 import signal
 import statistics
 import time
 
 import torch
 from torch import Tensor, nn
+
+import benchlib
 
 from twinode.data.collate import Batch
 from twinode.models.twin import PatientTwin
@@ -42,16 +51,6 @@ from twinode.training.lit_module import TwinLitModule
 
 D, S, C = 4, 3, 1  # measurements, statics, interventions (the synthetic ICU spec's sizes)
 RTOL, ATOL = 1e-3, 1e-4  # latent_ode's tolerances, for every adaptive solver here
-
-
-def machine(threads: int, device: str) -> dict:
-    model = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
-                 platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
-    info = {"nproc": os.cpu_count(), "cpu": model, "torch": torch.__version__, "threads": threads,
-            "loadavg": os.getloadavg(), "device": device}
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name()
-    return info
 
 
 def irregular_batch(B: int, gen: torch.Generator, device: str, with_doses: bool = False) -> Batch:
@@ -124,9 +123,9 @@ class _Func(nn.Module):
 class TorchodeSolver(nn.Module):
     """torchode dopri5 with per-sample step control; each direction one batched solve."""
 
-    def __init__(self, field: nn.Module):
+    def __init__(self, field: nn.Module, rtol: float = RTOL, atol: float = ATOL):
         super().__init__()
-        self.field = field
+        self.field, self.rtol, self.atol = field, rtol, atol
 
     def forward(self, z0: Tensor, t0: Tensor, tq: Tensor, doses: Tensor, s: Tensor) -> Tensor:
         import torchode as to
@@ -145,29 +144,44 @@ class TorchodeSolver(nn.Module):
                 return sign * self.field(t0 + sign * t, z, doses, s)
 
             term = to.ODETerm(f)
-            solver = to.AutoDiffAdjoint(to.Dopri5(term=term), to.IntegralController(atol=ATOL, rtol=RTOL, term=term))
+            solver = to.AutoDiffAdjoint(to.Dopri5(term=term), to.IntegralController(atol=self.atol, rtol=self.rtol, term=term))
             ys = solver.solve(to.InitialValueProblem(y0=z0, t_start=t_eval[:, 0], t_end=t_end, t_eval=t_eval)).ys[:, 1:]
             zq = torch.empty_like(ys).scatter(1, perm.unsqueeze(-1).expand_as(ys), ys)
             out = torch.where(side.unsqueeze(-1), zq, out)
         return out
 
 
+TIGHT = 1e-6  # torchode's tolerance for rows as accurate as the default 1 h grid
+
+
 def variants() -> dict:
     return {
         "rk4 grid 1 h (default)": functools.partial(FixedGridSolver, method="rk4", step=1.0),
         "rk4 grid 2 h": functools.partial(FixedGridSolver, method="rk4", step=2.0),
+        "rk4 grid 3 h": functools.partial(FixedGridSolver, method="rk4", step=3.0),
         "rk4 grid 2 h, scripted": lambda field: torch.jit.script(FixedGridSolver(field, "rk4", 2.0)),
         f"Dopri5Solver per-sample, tol {RTOL:g}": functools.partial(Dopri5Solver, rtol=RTOL, atol=ATOL, max_steps=10000),
         "torchdiffeq dopri5, union of times": functools.partial(UnionTimesSolver, adjoint=False),
         "torchdiffeq dopri5, union of times, adjoint": functools.partial(UnionTimesSolver, adjoint=True),
-        "torchode dopri5 per-sample": TorchodeSolver,
+        f"torchode dopri5 per-sample, tol {RTOL:g}": TorchodeSolver,
+        f"torchode dopri5 per-sample, tol {TIGHT:g}": functools.partial(TorchodeSolver, rtol=TIGHT, atol=TIGHT),
     }
+
+
+def compiled_variant(device: str):
+    """The default grid under torch.compile: CUDA graphs (mode "reduce-overhead") on a GPU."""
+    mode = "reduce-overhead" if device.startswith("cuda") else "default"
+
+    def make(field):
+        return torch.compile(FixedGridSolver(field, "rk4", 1.0), mode=mode)
+
+    return f"rk4 grid 1 h, torch.compile({mode})", make
 
 
 def make_twin(latent: int, hidden: int, device: str) -> PatientTwin:
     torch.manual_seed(0)
     twin = PatientTwin(D, S, C, latent_dim=latent, hidden=hidden, encoder_hidden=64)
-    nn.init.normal_(twin.solver.field.net[-1].weight, std=0.05)  # non-trivial dynamics (training init is near-still)
+    nn.init.normal_(twin.solver.field.out.weight, std=0.05)  # non-trivial dynamics (training init is near-still)
     return twin.to(device)
 
 
@@ -192,35 +206,46 @@ def _alarm(signum, frame):
     raise Timeout()
 
 
-def train_step(lit: TwinLitModule, b: Batch, device: str) -> float:
+def train_step(lit: TwinLitModule, b: Batch, device: str, dtype: torch.dtype | None = None) -> float:
     lit.zero_grad(set_to_none=True)
     start = time.perf_counter()
-    loss = lit._objective(b, sample=True)["loss"]
+    with torch.autocast(device_type=device.split(":")[0], dtype=dtype, enabled=dtype is not None):
+        loss = lit._objective(b, sample=True)["loss"]
     loss.backward()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+    benchlib.sync(device)
     return time.perf_counter() - start
 
 
+def step_flops(lit: TwinLitModule, b: Batch, device: str, dtype) -> dict:
+    """Counted FLOPs of one step, and the field's share from its layer sizes x evaluations x 3."""
+    counted = benchlib.count_flops(lambda: train_step(lit, b, device, dtype))
+    field = lit.twin.solver.field
+    if isinstance(field, torch.jit.ScriptModule):
+        return {"flops": counted, "field_flops": None, "field_rows": None}
+    with benchlib.CallCounter(field) as calls:
+        train_step(lit, b, device, dtype)
+    return {"flops": counted, "field_flops": 3 * benchlib.linear_flops(field, 1) * calls.rows, "field_rows": calls.rows}
+
+
 def run(args) -> list[dict]:
-    torch.set_num_threads(args.threads)
     dev = args.device
+    dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
     twin = make_twin(args.latent, args.hidden, dev)
-    names = [n for n in variants() if (not args.only or any(o in n for o in args.only))
+    table_ = variants()
+    if args.cuda_graphs:
+        name, make = compiled_variant(dev)
+        table_[name] = make
+    names = [n for n in table_ if (not args.only or any(o in n for o in args.only))
              and not any(o in n for o in args.skip or ())]
     try:
         import torchode  # noqa: F401
     except ImportError:
         names = [n for n in names if "torchode" not in n]
-    rows, infeasible = [], set()
+    rows = []
     signal.signal(signal.SIGALRM, _alarm)
     for B in args.batches:
         b = irregular_batch(B, torch.Generator().manual_seed(B), dev, args.doses)
-        for n in names:
-            if n in infeasible:
-                rows.append({"name": n, "batch": B, "seconds": None, "per_second": None, "error": None,
-                             "status": "skipped: over the cap at a smaller batch", "repeats": 0})
-        lits = {n: with_solver(twin, variants()[n]) for n in names if n not in infeasible}
+        lits = {n: with_solver(twin, table_[n]) for n in names}
         # Reference solve: float64 Dopri5Solver on the same field and inputs.
         with torch.no_grad():
             ref_lit = with_solver(twin, functools.partial(Dopri5Solver, rtol=1e-8, atol=1e-8, max_steps=100000))
@@ -228,7 +253,7 @@ def run(args) -> list[dict]:
             bd = Batch(**{k: (v.double() if v.is_floating_point() else v) for k, v in vars(b).items()})
             z0, t0, tq, s = solve_inputs(ref_lit, bd)
             ref = ref_lit.twin.solver(z0, t0, tq, bd.doses, s)
-        errors, times, status = {}, {n: [] for n in lits}, {}
+        errors, times, status, flops = {}, {n: [] for n in lits}, {}, {}
         for n, lit in lits.items():
             with torch.no_grad():
                 try:
@@ -239,64 +264,118 @@ def run(args) -> list[dict]:
                     continue
             signal.alarm(int(args.cap))  # pilot step, also the warm-up
             try:
-                pilot = train_step(lit, b, dev)
+                pilot = train_step(lit, b, dev, dtype)
                 signal.alarm(0)
                 if pilot > args.cap:
                     raise Timeout()
             except Timeout:
                 signal.alarm(0)
                 status[n] = f"> {args.cap:g} s"
-                infeasible.add(n)
             except Exception as exc:
                 signal.alarm(0)
                 status[n] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:80]}"
         live = [n for n in lits if n not in status]
+        for n in live:
+            try:
+                flops[n] = step_flops(lits[n], b, dev, dtype)
+            except Exception:  # noqa: BLE001 - e.g. the adjoint's own autograd calls under the FLOP counter
+                pass
         for _ in range(args.repeats):  # interleaved, so load changes hit every solver alike
             for n in live:
-                times[n].append(train_step(lits[n], b, dev))
+                times[n].append(train_step(lits[n], b, dev, dtype))
         for n in lits:
             sec = statistics.median(times[n]) if times[n] else None
+            f = flops.get(n, {})
             rows.append({"name": n, "batch": B, "seconds": sec, "per_second": B / sec if sec else None,
-                         "error": errors.get(n), "status": status.get(n, "ok"), "repeats": len(times[n])})
+                         "error": errors.get(n), "status": status.get(n, "ok"), "repeats": len(times[n]),
+                         "flops": f.get("flops"), "field_flops": f.get("field_flops"), "field_rows": f.get("field_rows"),
+                         "cap_s": args.cap})
         print(f"batch {B} done (load {os.getloadavg()[0]:.1f})", flush=True)
     return rows
 
 
-def table(rows: list[dict]) -> str:
-    lines = ["| solver | batch | step ms (median) | patients/s | max abs error | status |", "|---|---:|---:|---:|---:|---|"]
+def goals(rows: list[dict], peak: float) -> list[str]:
+    """The issue's ratios per batch: default grid vs the union-of-times adjoint, each fixed grid vs
+    the fastest torchode row of equal or larger error, and each fixed grid's roofline."""
+    lines = []
+    for B in sorted({r["batch"] for r in rows}):
+        at = {r["name"]: r for r in rows if r["batch"] == B}
+        ours = at.get("rk4 grid 1 h (default)")
+        adj = at.get("torchdiffeq dopri5, union of times, adjoint")
+        if ours and ours["seconds"] and adj:
+            if adj["seconds"]:
+                lines.append(f"batch {B}: union-of-times adjoint / default grid = {adj['seconds'] / ours['seconds']:.0f}x")
+            elif adj["status"].startswith(">"):
+                lines.append(f"batch {B}: union-of-times adjoint / default grid > {adj['cap_s'] / ours['seconds']:.0f}x "
+                             f"(adjoint step over the {adj['cap_s']:g} s cap)")
+        tode = [r for r in at.values() if r["name"].startswith("torchode") and r["seconds"] and r["error"] is not None]
+        for r in at.values():
+            if not r["name"].startswith("rk4") or not r["seconds"] or r["error"] is None:
+                continue
+            worse = [t for t in tode if t["error"] >= r["error"]]
+            if worse:
+                t = min(worse, key=lambda t: t["seconds"])
+                lines.append(f"batch {B}: {r['name']} (error {r['error']:.1e}) vs {t['name']} (error {t['error']:.1e}): "
+                             f"{t['seconds'] / r['seconds']:.2f}x torchode's throughput")
+            else:
+                lines.append(f"batch {B}: {r['name']} (error {r['error']:.1e}): no torchode row of equal or larger error")
+        for r in at.values():
+            if r["name"].startswith("rk4") and r["seconds"] and r.get("flops") and peak:
+                lines.append(f"batch {B}: {r['name']} " + benchlib.roofline_line(r["flops"], r["seconds"], peak))
+    return lines
+
+
+def table(rows: list[dict], peak: float | None = None) -> str:
+    lines = ["| solver | batch | step ms (median) | patients/s | max abs error | GFLOP/step | % of matmul | status |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         ms = f"{1e3 * r['seconds']:.1f}" if r["seconds"] else "-"
         ps = f"{r['per_second']:.0f}" if r["per_second"] else "-"
         err = f"{r['error']:.1e}" if r["error"] is not None else "-"
-        lines.append(f"| {r['name']} | {r['batch']} | {ms} | {ps} | {err} | {r['status']} |")
+        gf = f"{r['flops'] / 1e9:.2f}" if r.get("flops") else "-"
+        pct = f"{100 * r['flops'] / r['seconds'] / peak:.0f}" if (r.get("flops") and r["seconds"] and peak) else "-"
+        lines.append(f"| {r['name']} | {r['batch']} | {ms} | {ps} | {err} | {gf} | {pct} | {r['status']} |")
     return "\n".join(lines)
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--batches", type=int, nargs="+", default=[32, 256])
+    benchlib.common_args(ap)
+    ap.add_argument("--batches", type=int, nargs="+", default=[32, 256, 1024])
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1, help="intra-op threads (1 is fastest for these small ops on CPU)")
-    ap.add_argument("--cap", type=float, default=20.0, help="seconds a pilot step may take before a config counts as infeasible")
+    ap.add_argument("--cap", type=float, default=60.0, help="seconds a pilot step may take before a config counts as infeasible")
     ap.add_argument("--latent", type=int, default=32)
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--only", nargs="*", help="run only solvers whose name contains one of these")
     ap.add_argument("--doses", action="store_true", help="give every patient two boluses (default: zero amounts, smooth field)")
     ap.add_argument("--skip", nargs="*", help="drop solvers whose name contains one of these")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--json", help="write rows and machine info here")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                    help="autocast dtype of the step (bfloat16 for a GPU run; float32 = no autocast)")
+    ap.add_argument("--tf32", action="store_true", help="allow TF32 matmuls (CUDA)")
+    ap.add_argument("--cuda-graphs", action="store_true",
+                    help='add the default grid under torch.compile (mode "reduce-overhead": CUDA graphs on a GPU)')
     ap.add_argument("--smoke", action="store_true", help="batch 4, 1 repeat, small model: checks the script runs")
     args = ap.parse_args(argv)
+    if args.quick:  # about a minute on 2 CPU cores
+        args.batches, args.repeats, args.cap = [32, 256], 2, min(args.cap, 5.0)
     if args.smoke:
-        args.batches, args.repeats, args.latent, args.hidden = [4], 1, 8, 16
-    info = machine(args.threads, args.device)
+        args.batches, args.repeats, args.latent, args.hidden, args.cap = [4], 1, 8, 16, min(args.cap, 20.0)
+    torch.set_num_threads(args.threads)
+    if args.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    info = benchlib.machine_info(args.threads, args.device)
+    info.update({"dtype": args.dtype, "tf32": args.tf32, "latent": args.latent, "hidden": args.hidden})
+    peak = benchlib.matmul_flops(args.device)
     rows = run(args)
     info["loadavg_end"] = os.getloadavg()
+    info["matmul_flops"] = peak
     print(json.dumps(info))
-    print(table(rows))
+    print(table(rows, peak))
+    summary = goals(rows, peak)
+    print("\n".join(summary))
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"machine": info, "rows": rows}, fh, indent=2)
+        benchlib.write_json(args.json, info, rows, {"goals": summary})
 
 
 if __name__ == "__main__":
