@@ -3,42 +3,16 @@
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
 import torch
-import yaml
 
 from twinode.errors import DataError
-
-
-def _dose(d, k: int, names: dict, anchor: float, where: dict) -> list[float]:
-    if not isinstance(d, dict) or not {"name", "time_h", "amount"} <= set(d) or set(d) - {"name", "time_h", "amount", "duration_h"}:
-        raise DataError(f"dose {k} must be a mapping with name, time_h, amount[, duration_h], got {d!r}", **where)
-    if d["name"] not in names:
-        raise DataError(f"dose {k}: unknown intervention {d['name']!r}; this twin knows {sorted(names)}", **where)
-    try:
-        t, a, dur = float(d["time_h"]), float(d["amount"]), float(d.get("duration_h") or 0.0)
-    except (TypeError, ValueError):
-        raise DataError(f"dose {k}: time_h, amount and duration_h must be numbers, got {d!r}", **where) from None
-    if not all(math.isfinite(x) for x in (t, a, dur)) or a < 0 or dur < 0:
-        raise DataError(f"dose {k}: values must be finite, amount and duration_h >= 0, got {d!r}", **where)
-    if t < anchor:
-        raise DataError(f"dose {k} at {t} h is before the end of the history ({anchor} h)", **where)
-    return [t, float(names[d["name"]]), a, dur]
+from twinode.export.inputs import dose_row, read_yaml_or_json
 
 
 def read_candidates(path: str | Path, meta: dict, anchor: float) -> list[tuple[str, torch.Tensor]]:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("candidates file not found", file=str(path))
-    try:
-        text = path.read_text()
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise DataError(f"candidates are not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {str(exc).splitlines()[0]}",
-                        file=str(path)) from None
+    data = read_yaml_or_json(path, "candidates")
     if isinstance(data, dict):
         data = [{"label": k, "doses": v} for k, v in data.items()]
     if not isinstance(data, list) or not data:
@@ -55,6 +29,6 @@ def read_candidates(path: str | Path, meta: dict, anchor: float) -> list[tuple[s
         if not isinstance(doses, list):
             raise DataError(f"plan {label!r}: doses must be a list, got {type(doses).__name__}", **where)
         seen.add(label)
-        rows = [_dose(d, k, names, anchor, where) for k, d in enumerate(doses)]
+        rows = [dose_row(d, k, names, anchor, where) for k, d in enumerate(doses)]
         out.append((label, torch.tensor(rows, dtype=torch.float32).reshape(-1, 4)))
     return out

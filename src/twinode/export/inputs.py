@@ -115,18 +115,44 @@ def read_history(path: str | Path, meta: dict, *, skip_unknown: bool = False) ->
                    torch.tensor(doses, dtype=torch.float32).reshape(-1, 4), int(subjects[0]), skipped)
 
 
+def read_yaml_or_json(path: str | Path, what: str):
+    """The parsed contents of a ``.json`` file (JSON) or any other file (YAML); a DataError
+    naming ``what`` and the file when it is missing or does not parse."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{what} file not found", file=str(path))
+    kind = "JSON" if path.suffix == ".json" else "YAML"
+    try:
+        text = path.read_text()
+        return json.loads(text) if kind == "JSON" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise DataError(f"{what} is not valid {kind}: {str(exc).splitlines()[0]}", file=str(path)) from None
+
+
+def dose_row(d, k: int, names: dict, anchor: float, where: dict) -> list[float]:
+    """One planned dose ``{name, time_h, amount[, duration_h]}`` -> ``[time_h, channel, amount,
+    duration_h]``; ``names`` maps intervention names to channels, ``where`` locates errors."""
+    if not isinstance(d, dict) or set(d) - set(PLAN_FIELDS) or not {"name", "time_h", "amount"} <= set(d):
+        raise DataError(f"dose {k} must be a mapping with name, time_h, amount[, duration_h], got {d!r}", **where)
+    if d["name"] not in names:
+        raise DataError(f"dose {k}: unknown intervention {d['name']!r}; this twin knows {sorted(names)}", **where)
+    try:
+        t, amount, dur = float(d["time_h"]), float(d["amount"]), float(d.get("duration_h") or 0.0)
+    except (TypeError, ValueError):
+        raise DataError(f"dose {k}: time_h, amount and duration_h must be numbers, got {d!r}", **where) from None
+    if not all(math.isfinite(x) for x in (t, amount, dur)) or amount < 0 or dur < 0:
+        raise DataError(f"dose {k}: values must be finite, amount and duration_h >= 0, got {d!r}", **where)
+    if t < anchor:
+        raise DataError(f"dose {k} at {t} h is before the end of the history ({anchor} h); a plan holds future doses, "
+                        "past doses belong in the history", **where)
+    return [t, float(names[d["name"]]), amount, dur]
+
+
 def read_plan(path: str | Path, meta: dict, anchor: float) -> Plan:
     """A plan: a YAML/JSON list of doses ``{name, time_h, amount, duration_h}``, or a mapping
     ``{label: ..., doses: [...]}``. Times are on the history's clock and not before its end."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("plan file not found", file=str(path))
-    try:
-        text = path.read_text()
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise DataError(f"plan is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {str(exc).splitlines()[0]}", file=str(path)) from None
-    label = path.stem
+    data = read_yaml_or_json(path, "plan")
+    label = Path(path).stem
     if isinstance(data, dict):
         label, data = str(data.get("label", label)), data.get("doses")
     if data is None:
@@ -134,22 +160,7 @@ def read_plan(path: str | Path, meta: dict, anchor: float) -> Plan:
     if not isinstance(data, list):
         raise DataError(f"plan must be a list of doses {list(PLAN_FIELDS)}, got {type(data).__name__}", file=str(path))
     names = {f["name"]: i for i, f in enumerate(meta["interventions"])}
-    rows = []
-    for k, d in enumerate(data):
-        if not isinstance(d, dict) or set(d) - set(PLAN_FIELDS) or not {"name", "time_h", "amount"} <= set(d):
-            raise DataError(f"dose {k} must be a mapping with name, time_h, amount[, duration_h], got {d!r}", file=str(path), row=k)
-        if d["name"] not in names:
-            raise DataError(f"dose {k}: unknown intervention {d['name']!r}; this twin knows {sorted(names)}", file=str(path), row=k)
-        try:
-            t, amount, dur = float(d["time_h"]), float(d["amount"]), float(d.get("duration_h", 0.0) or 0.0)
-        except (TypeError, ValueError):
-            raise DataError(f"dose {k}: time_h, amount and duration_h must be numbers, got {d!r}", file=str(path), row=k) from None
-        if not all(math.isfinite(x) for x in (t, amount, dur)) or dur < 0:
-            raise DataError(f"dose {k}: values must be finite and duration_h >= 0, got {d!r}", file=str(path), row=k)
-        if t < anchor:
-            raise DataError(f"dose {k} at {t} h is before the end of the history ({anchor} h); a plan holds future doses, "
-                            "past doses belong in the history", file=str(path), row=k)
-        rows.append([t, float(names[d["name"]]), amount, dur])
+    rows = [dose_row(d, k, names, anchor, dict(file=str(path), row=k)) for k, d in enumerate(data)]
     return Plan(label, torch.tensor(rows, dtype=torch.float32).reshape(-1, 4))
 
 
