@@ -9,10 +9,14 @@ from typing import Any, Callable
 from twinode.errors import TwinodeError
 
 
-def run_and_exit(body: Callable[[Any], int], args: Any) -> None:
+def exit_on_error(body: Callable[..., Any], *args: Any) -> Any:
+    """``body(*args)``; on a TwinodeError one ``error: ...`` line and its exit code."""
     try:
-        code = body(args)
+        return body(*args)
     except TwinodeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    sys.exit(code)
+
+
+def run_and_exit(body: Callable[[Any], int], args: Any) -> None:
+    sys.exit(exit_on_error(body, args))

@@ -10,7 +10,8 @@ import argparse
 import os
 import sys
 
-from twinode.errors import ConfigError, TwinodeError
+from twinode.cli.exits import exit_on_error
+from twinode.errors import ConfigError
 
 EXPORT_KEYS = ("ckpt_path", "out", "run_id", "trust_checkpoint")
 
@@ -60,14 +61,10 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip())
         sys.exit(0 if argv else 2)
-    try:
-        if argv[0] == "promote":
-            _promote(argv[1:])
-        else:
-            _export(argv)
-    except TwinodeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+    if argv[0] == "promote":
+        exit_on_error(_promote, argv[1:])
+    else:
+        exit_on_error(_export, argv)
 
 
 if __name__ == "__main__":

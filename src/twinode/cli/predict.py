@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from twinode.errors import DataError, TwinodeError
+from twinode.cli.exits import exit_on_error
+from twinode.errors import DataError
 
 
 def _args(argv):
@@ -156,12 +157,7 @@ def run(a) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    a = _args(sys.argv[1:] if argv is None else argv)
-    try:
-        run(a)
-    except TwinodeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+    exit_on_error(run, _args(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":
