@@ -66,12 +66,7 @@ def main() -> int:
         state = OnlineTwin(twin, meta, num_samples=0)
         events = [e for e in world.events(b, until_min=m0 - 1)]
         for ev in EventStream((json.dumps(e) for e in events), meta, "sim"):
-            if ev.role == "static":
-                state.set_static(ev.index, ev.value)
-            elif ev.role == "intervention":
-                state.add_dose(ev.time, ev.index, ev.value, ev.duration_h)
-            else:
-                state.add_measurement(ev.time, ev.index, ev.value)
+            state.add_event(ev)
         t, v, mask = state.history()
         cgm_now = float(v[-1, 0])
         rule = grams / world.cr[b] + max(0.0, (cgm_now - 120.0) / world.cf[b])

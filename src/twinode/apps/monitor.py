@@ -76,11 +76,8 @@ class Monitor:
 
     def feed(self, ev: Event) -> Scored | None:
         """Apply one event; a :class:`Scored` for a measurement (after warm-up), else None."""
-        if ev.role == "static":
-            self.state.set_static(ev.index, ev.value)
-            return None
-        if ev.role == "intervention":
-            self.state.add_dose(ev.time, ev.index, ev.value, ev.duration_h)
+        if ev.role != "measurement":
+            self.state.add_event(ev)
             return None
         start = time.perf_counter()
         out = None

@@ -43,6 +43,15 @@ class OnlineTwin:
 
     # ---- inputs ----
 
+    def add_event(self, ev) -> None:
+        """One :class:`~twinode.apps.stream.Event`, routed by its role."""
+        if ev.role == "static":
+            self.set_static(ev.index, ev.value)
+        elif ev.role == "intervention":
+            self.add_dose(ev.time, ev.index, ev.value, ev.duration_h)
+        else:
+            self.add_measurement(ev.time, ev.index, ev.value)
+
     def set_static(self, i: int, value: float) -> None:
         self.static[i] = value
         self._reset_encoder()  # the static embedding seeds the encoder state: replay the history

@@ -12,12 +12,7 @@ from twinode.errors import ConfigError
 
 def feed_all(state: OnlineTwin, rows):
     for ev in EventStream((json.dumps(r) for r in rows), state.meta):
-        if ev.role == "static":
-            state.set_static(ev.index, ev.value)
-        elif ev.role == "intervention":
-            state.add_dose(ev.time, ev.index, ev.value, ev.duration_h)
-        else:
-            state.add_measurement(ev.time, ev.index, ev.value)
+        state.add_event(ev)
 
 
 def test_incremental_state_equals_the_twins_forecast_on_the_whole_history(glucose_twin, rows_of):
