@@ -207,9 +207,7 @@ def run(args) -> list[dict]:
     single = tuple(x.to(dev) for x in patient(gen))
     batch = tuple(x.to(dev) for x in batch_inputs(args.batch, gen))
     rows = []
-    dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
-    with tempfile.TemporaryDirectory() as tmp, torch.no_grad(), \
-            torch.autocast(device_type=dev.split(":")[0], dtype=dtype, enabled=dtype is not None):
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad(), benchlib.autocast(dev, args.autocast):
         variants, failures = build_variants(twin, Path(tmp), single, args.budget, dev, args.aoti_core, args.cuda_graphs)
         lat = {n: [] for n in variants}
         for n, (one, _) in variants.items():  # warm-up (TorchScript profiles its first calls)
@@ -281,8 +279,7 @@ def main(argv=None) -> None:
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile and AOTInductor")
     ap.add_argument("--aoti-core", action="store_true", help="also build the fixed-grid core with AOTInductor (minutes)")
     ap.add_argument("--cuda-graphs", action="store_true", help="also time the fixed-grid core under torch.compile(reduce-overhead)")
-    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="autocast dtype")
-    ap.add_argument("--tf32", action="store_true", help="allow TF32 matmuls (CUDA)")
+    benchlib.precision_args(ap)
     ap.add_argument("--cpp", default=str(Path(__file__).resolve().parents[1] / "examples/cpp/build/twin_forecast"),
                     help="the built C++ example (timed when it exists)")
     ap.add_argument("--smoke", action="store_true", help="batch 4, few calls, no compilers: checks the script runs")
@@ -294,8 +291,7 @@ def main(argv=None) -> None:
     if args.no_compile:
         args.budget = 0.0
     torch.set_num_threads(args.threads)
-    if args.tf32:
-        torch.backends.cuda.matmul.allow_tf32 = True
+    args.autocast = benchlib.apply_precision(args)
     info = benchlib.machine_info(args.threads, args.device)
     peak = benchlib.matmul_flops(args.device)
     rows = run(args)

@@ -78,6 +78,19 @@ def irregular_batch(B: int, gen: torch.Generator, device: str, with_doses: bool 
     return b.to(device)
 
 
+def each_direction(z0: Tensor, t0: Tensor, tq: Tensor, solve) -> Tensor:
+    """States at query times ``tq [B, Q]`` around the anchors ``t0``: each direction (after,
+    before) is one batched ``solve(sign, tau)`` with ``tau = |tq - t0| >= 0`` on that side (0
+    elsewhere) returning ``[B, Q, L]``; queries at the anchor keep ``z0``."""
+    rel = tq - t0.unsqueeze(1)
+    out = z0.unsqueeze(1).expand(*rel.shape, z0.shape[1])
+    for sign in (1.0, -1.0):
+        side = rel * sign > 0
+        if bool(side.any()):
+            out = torch.where(side.unsqueeze(-1), solve(sign, (rel * sign).clamp(min=0)), out)
+    return out
+
+
 class UnionTimesSolver(nn.Module):
     """latent_ode-style batching: one torchdiffeq solve over the sorted union of every subject's
     (anchor-relative) query times, per direction, then each subject's values gathered."""
@@ -89,26 +102,16 @@ class UnionTimesSolver(nn.Module):
     def forward(self, z0: Tensor, t0: Tensor, tq: Tensor, doses: Tensor, s: Tensor) -> Tensor:
         import torchdiffeq
 
-        rel = tq - t0.unsqueeze(1)
-        out = z0.unsqueeze(1).expand(*rel.shape, z0.shape[1])
-        for sign in (1.0, -1.0):
-            side = rel * sign > 0
-            if not bool(side.any()):
-                continue
-            grid, idx = torch.unique(torch.cat([rel.new_zeros(1), (rel * sign).clamp(min=0).flatten()]),
-                                     sorted=True, return_inverse=True)
-
-            def f(tau, z, sign=sign):
-                return sign * self.field(t0 + sign * tau, z, doses, s)
-
-            fn = _Func(f, self.field)
+        def solve(sign: float, tau: Tensor) -> Tensor:
+            grid, idx = torch.unique(torch.cat([tau.new_zeros(1), tau.flatten()]), sorted=True, return_inverse=True)
+            fn = _Func(lambda t, z: sign * self.field(t0 + sign * t, z, doses, s), self.field)
             kw = dict(rtol=RTOL, atol=ATOL, method="dopri5")
             sol = (torchdiffeq.odeint_adjoint(fn, z0, grid, adjoint_params=tuple(self.field.parameters()) + (s,), **kw)
                    if self.adjoint else torchdiffeq.odeint(fn, z0, grid, **kw))  # [T, B, L]
-            where = idx[1:].view_as(rel)  # each query's position in the union
-            zq = sol[where, torch.arange(rel.shape[0], device=rel.device).unsqueeze(1)]  # [B, Q, L]
-            out = torch.where(side.unsqueeze(-1), zq, out)
-        return out
+            where = idx[1:].view_as(tau)  # each query's position in the union
+            return sol[where, torch.arange(tau.shape[0], device=tau.device).unsqueeze(1)]  # [B, Q, L]
+
+        return each_direction(z0, t0, tq, solve)
 
 
 class _Func(nn.Module):
@@ -130,25 +133,16 @@ class TorchodeSolver(nn.Module):
     def forward(self, z0: Tensor, t0: Tensor, tq: Tensor, doses: Tensor, s: Tensor) -> Tensor:
         import torchode as to
 
-        rel = tq - t0.unsqueeze(1)
-        out = z0.unsqueeze(1).expand(*rel.shape, z0.shape[1])
-        for sign in (1.0, -1.0):
-            side = rel * sign > 0
-            if not bool(side.any()):
-                continue
-            tau, perm = (rel * sign).clamp(min=0).sort(1)
+        def solve(sign: float, tau: Tensor) -> Tensor:
+            tau, perm = tau.sort(1)
             t_eval = torch.cat([tau.new_zeros(tau.shape[0], 1), tau], 1)
-            t_end = t_eval[:, -1].clamp(min=1e-3)
-
-            def f(t, z, sign=sign):
-                return sign * self.field(t0 + sign * t, z, doses, s)
-
-            term = to.ODETerm(f)
+            term = to.ODETerm(lambda t, z: sign * self.field(t0 + sign * t, z, doses, s))
             solver = to.AutoDiffAdjoint(to.Dopri5(term=term), to.IntegralController(atol=self.atol, rtol=self.rtol, term=term))
-            ys = solver.solve(to.InitialValueProblem(y0=z0, t_start=t_eval[:, 0], t_end=t_end, t_eval=t_eval)).ys[:, 1:]
-            zq = torch.empty_like(ys).scatter(1, perm.unsqueeze(-1).expand_as(ys), ys)
-            out = torch.where(side.unsqueeze(-1), zq, out)
-        return out
+            problem = to.InitialValueProblem(y0=z0, t_start=t_eval[:, 0], t_end=t_eval[:, -1].clamp(min=1e-3), t_eval=t_eval)
+            ys = solver.solve(problem).ys[:, 1:]
+            return torch.empty_like(ys).scatter(1, perm.unsqueeze(-1).expand_as(ys), ys)
+
+        return each_direction(z0, t0, tq, solve)
 
 
 TIGHT = 1e-6  # torchode's tolerance for rows as accurate as the default 1 h grid
@@ -209,7 +203,7 @@ def _alarm(signum, frame):
 def train_step(lit: TwinLitModule, b: Batch, device: str, dtype: torch.dtype | None = None) -> float:
     lit.zero_grad(set_to_none=True)
     start = time.perf_counter()
-    with torch.autocast(device_type=device.split(":")[0], dtype=dtype, enabled=dtype is not None):
+    with benchlib.autocast(device, dtype):
         loss = lit._objective(b, sample=True)["loss"]
     loss.backward()
     benchlib.sync(device)
@@ -229,7 +223,7 @@ def step_flops(lit: TwinLitModule, b: Batch, device: str, dtype) -> dict:
 
 def run(args) -> list[dict]:
     dev = args.device
-    dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
+    dtype = args.autocast
     twin = make_twin(args.latent, args.hidden, dev)
     table_ = variants()
     if args.cuda_graphs:
@@ -356,9 +350,7 @@ def main(argv=None) -> None:
     ap.add_argument("--only", nargs="*", help="run only solvers whose name contains one of these")
     ap.add_argument("--doses", action="store_true", help="give every patient two boluses (default: zero amounts, smooth field)")
     ap.add_argument("--skip", nargs="*", help="drop solvers whose name contains one of these")
-    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
-                    help="autocast dtype of the step (bfloat16 for a GPU run; float32 = no autocast)")
-    ap.add_argument("--tf32", action="store_true", help="allow TF32 matmuls (CUDA)")
+    benchlib.precision_args(ap)
     ap.add_argument("--cuda-graphs", action="store_true",
                     help='add the default grid under torch.compile (mode "reduce-overhead": CUDA graphs on a GPU)')
     ap.add_argument("--smoke", action="store_true", help="batch 4, 1 repeat, small model: checks the script runs")
@@ -368,9 +360,7 @@ def main(argv=None) -> None:
     if args.smoke:
         args.batches, args.repeats, args.latent, args.hidden, args.cap = [4], 1, 8, 16, min(args.cap, 20.0)
     torch.set_num_threads(args.threads)
-    if args.tf32:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    args.autocast = benchlib.apply_precision(args)
     info = benchlib.machine_info(args.threads, args.device)
     info.update({"dtype": args.dtype, "tf32": args.tf32, "latent": args.latent, "hidden": args.hidden})
     peak = benchlib.matmul_flops(args.device)

@@ -204,6 +204,30 @@ def common_args(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return ap
 
 
+AUTOCAST = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def precision_args(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``--dtype`` (autocast of the timed work) and ``--tf32``; see :func:`apply_precision`."""
+    ap.add_argument("--dtype", default="float32", choices=list(AUTOCAST),
+                    help="autocast dtype of the timed work (bfloat16 for a GPU run; float32 = no autocast)")
+    ap.add_argument("--tf32", action="store_true", help="allow TF32 matmuls (CUDA)")
+    return ap
+
+
+def apply_precision(args: argparse.Namespace) -> torch.dtype | None:
+    """Sets the TF32 switches when asked; returns the autocast dtype (None: no autocast)."""
+    if args.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return AUTOCAST[args.dtype]
+
+
+def autocast(device: str, dtype: torch.dtype | None):
+    """``torch.autocast`` on ``device``'s type, a no-op context when ``dtype`` is None."""
+    return torch.autocast(device_type=str(device).split(":")[0], dtype=dtype, enabled=dtype is not None)
+
+
 def _plain(value):
     """JSON-safe: non-finite floats become None (strict JSON has no NaN), tuples lists."""
     if isinstance(value, float) and not math.isfinite(value):

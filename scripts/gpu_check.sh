@@ -126,11 +126,13 @@ PLAN=(
   "data|60|bench_data.py|"
 )
 
-# A flag is supported when the script names it, or takes it from benchlib.common_args.
+# A flag is supported when the script names it, or takes it from benchlib.common_args /
+# benchlib.precision_args.
 supports() {
   local script="$1" flag="$2"
   grep -q -- "\"$flag\"" "scripts/$script" && return 0
   case "$flag" in --device|--quick|--json|--threads) grep -q "common_args" "scripts/$script" && return 0 ;; esac
+  case "$flag" in --tf32|--dtype) grep -q "precision_args" "scripts/$script" && return 0 ;; esac
   return 1
 }
 
