@@ -98,12 +98,7 @@ class FixedGridCore(torch.nn.Module):
         from twinode.solvers.hermite import hermite_readout
 
         p, tw = self.p, self.p.twin
-        s, known = p._norm_static(static)
-        s_emb = tw.embed_static(s.unsqueeze(0), known.unsqueeze(0))
-        x, m = p._norm_values(values, mask)
-        length = torch.full([1], times.shape[0], dtype=torch.long, device=times.device)
-        z, _ = tw.encode(times[None], x[None], m[None], length, s_emb)
-        anchor = times[-1:]
+        z, _, anchor, s_emb = p._posterior(times, values, mask, static)
         zs, fs, h = tw.solver.integrate(z, anchor, self.horizon_h, p._norm_doses(doses)[None], s_emb)
         mean, log_std = tw.decoder(hermite_readout(zs, fs, h, (query_times - anchor)[None]))
         return p._to_original(mean[0], log_std[0])
