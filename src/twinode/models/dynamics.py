@@ -1,11 +1,14 @@
 """Latent vector fields with interventions as inputs.
 
-Interventions act through effect compartments solved in closed form: a bolus of amount
-``a`` at ``t_k`` contributes ``a * exp(-k (t - t_k))`` for ``t >= t_k``; an infusion of
-``a`` over ``d`` hours contributes the exact integral of its rate ``a/d`` through the same
-first-order compartment. The elimination rate ``k`` per channel is learned, starting from
-the FeatureSpec's half-life. Closed form means the effect is exact at any time, for any
-solver, without extra states.
+Interventions act through a chain of two compartments per channel, solved in closed form
+(Bateman kinetics): a dose enters a depot, moves on to an effect compartment at the
+absorption rate ``ka`` and leaves it at the elimination rate ``ke``. A bolus of amount ``a``
+at ``t_k`` gives the effect ``a * ka * (exp(-ke s) - exp(-ka s)) / (ka - ke)``, ``s = t - t_k``,
+which is 0 at the dose, peaks at ``log(ka/ke) / (ka - ke)`` and has the area ``a / ke``; an
+infusion of ``a`` over ``d`` hours contributes the exact response to its rate ``a/d``. Both
+rates per channel are learned, starting from the FeatureSpec's ``effect_half_life_h`` (``ke``)
+and ``effect_peak_h`` (time from a bolus to its peak effect, which fixes ``ka``). Closed form
+means the effect is exact at any time, for any solver, without extra states.
 """
 
 
@@ -16,19 +19,100 @@ from typing import Final, List, Optional
 import torch
 from torch import Tensor, nn
 
+# Rates are used within [exp(-9), exp(9)] per hour (a mean residence of 2 s to 1 year).
+_LOG_RATE_MIN, _LOG_RATE_MAX = -9.0, 9.0
+# A checkpoint written before the absorption compartment existed loads with this absorption
+# rate: the depot empties within seconds, which is the first-order compartment it was
+# trained with (to 1e-3 relative after the first minute).
+LEGACY_ABSORPTION_PER_H = 1.0e4
+
+
+def _phi(x: Tensor) -> Tensor:
+    """``(1 - exp(-x)) / x`` for ``x >= 0`` (1 at 0), with finite values and gradients
+    everywhere: a Taylor series near 0, where the quotient's gradient would cancel."""
+    small = x < 1e-2
+    xs = torch.where(small, torch.ones_like(x), x)
+    series = 1.0 - x * (0.5 - x * (1.0 / 6.0 - x / 24.0))
+    return torch.where(small, series, -torch.expm1(-xs) / xs)
+
+
+def bateman(ka: Tensor, ke: Tensor, s: Tensor) -> Tensor:
+    """``(exp(-ke s) - exp(-ka s)) / (ka - ke)`` for ``s >= 0``; symmetric in the two rates,
+    computed as ``exp(-min(ka, ke) s) * s * phi(|ka - ke| s)`` so it neither overflows nor
+    divides by zero when the rates coincide (its limit there is ``s exp(-k s)``)."""
+    return torch.exp(-torch.minimum(ka, ke) * s) * s * _phi((ka - ke).abs() * s)
+
+
+def absorption_rate(half_life_h: float, peak_h: float) -> float:
+    """The absorption rate ``ka`` (1/h) whose bolus response, with elimination half-life
+    ``half_life_h``, peaks ``peak_h`` hours after the dose: solves
+    ``log(ka/ke) / (ka - ke) = peak_h`` (unique; ``ka = ke`` when ``peak_h = 1/ke``)."""
+    if not (half_life_h > 0 and peak_h > 0):
+        raise ValueError(f"effect half-life and peak time must be > 0 hours, got {half_life_h} and {peak_h}")
+    ke = math.log(2.0) / half_life_h
+    y = ke * peak_h  # g(r) = log(r) / (r - 1) = y with r = ka / ke; g falls from inf to 0
+    lo, hi = -40.0, 40.0  # log r
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        g = 1.0 if abs(mid) < 1e-12 else mid / math.expm1(mid)
+        if g > y:
+            lo = mid
+        else:
+            hi = mid
+    return ke * math.exp(0.5 * (lo + hi))
+
+
+def default_peak_h(half_life_h: float) -> float:
+    """The peak time used when a FeatureSpec gives none: a quarter of the half-life."""
+    return 0.25 * half_life_h
+
 
 class DoseEffect(nn.Module):
     """u(t) from dose rows ``[B, M, 4] = (time_h, channel, amount, duration_h)``: ``[B, C]`` at
-    times ``t [B]``, or ``[B, K, C]`` at ``t [B, K]`` (every stage time of a grid at once)."""
+    times ``t [B]``, or ``[B, K, C]`` at ``t [B, K]`` (every stage time of a grid at once).
 
-    def __init__(self, n_channels: int, half_life_h: Optional[List[float]] = None, learn: bool = True):
+    ``log_k`` (elimination) and ``log_ka`` (absorption) are per-channel parameters;
+    ``half_life_h`` and ``peak_h`` give their starting values (defaults: 2 h, and a quarter
+    of the half-life). The effect is continuous in time, amounts and dose times, with finite
+    gradients with respect to all of them, including when the two rates coincide."""
+
+    def __init__(self, n_channels: int, half_life_h: Optional[List[float]] = None, learn: bool = True,
+                 peak_h: Optional[List[Optional[float]]] = None):
         super().__init__()
         self.n_channels = n_channels
-        hl = torch.tensor(half_life_h if half_life_h else [2.0] * n_channels, dtype=torch.float32)
-        if hl.numel() != n_channels:
-            raise ValueError(f"half_life_h has {hl.numel()} entries for {n_channels} intervention channels")
-        log_k = torch.log(math.log(2.0) / hl.clamp(min=1e-3))
-        self.log_k = nn.Parameter(log_k, requires_grad=learn)
+        hl = list(half_life_h) if half_life_h else [2.0] * n_channels
+        if len(hl) != n_channels:
+            raise ValueError(f"half_life_h has {len(hl)} entries for {n_channels} intervention channels")
+        pk = list(peak_h) if peak_h else [None] * n_channels
+        if len(pk) != n_channels:
+            raise ValueError(f"peak_h has {len(pk)} entries for {n_channels} intervention channels")
+        hl = [max(float(h), 1e-3) for h in hl]
+        ke = [math.log(2.0) / h for h in hl]
+        ka = [absorption_rate(h, default_peak_h(h) if p is None else float(p)) for h, p in zip(hl, pk)]
+        clamp = lambda v: min(max(math.log(v), _LOG_RATE_MIN), _LOG_RATE_MAX)
+        self.log_k = nn.Parameter(torch.tensor([clamp(v) for v in ke], dtype=torch.float32), requires_grad=learn)
+        self.log_ka = nn.Parameter(torch.tensor([clamp(v) for v in ka], dtype=torch.float32), requires_grad=learn)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        key = prefix + "log_ka"
+        if key not in state_dict and prefix + "log_k" in state_dict:  # a first-order checkpoint
+            state_dict[key] = torch.full_like(state_dict[prefix + "log_k"], math.log(LEGACY_ABSORPTION_PER_H))
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+
+    @torch.jit.export
+    def rates(self) -> tuple[Tensor, Tensor]:
+        """Absorption and elimination rates ``[C]`` (1/h) as used."""
+        ka = torch.exp(self.log_ka.clamp(-9.0, 9.0))  # _LOG_RATE_MIN, _LOG_RATE_MAX
+        ke = torch.exp(self.log_k.clamp(-9.0, 9.0))
+        return ka, ke
+
+    @torch.jit.export
+    def peak_h(self) -> Tensor:
+        """Hours from a bolus to its peak effect, per channel ``[C]``."""
+        ka, ke = self.rates()
+        d = ka - ke
+        same = d.abs() < 1e-6 * ke
+        return torch.where(same, 1.0 / ke, torch.log(ka / ke) / torch.where(same, torch.ones_like(d), d))
 
     def forward(self, t: Tensor, doses: Tensor) -> Tensor:
         if t.dim() == 1:
@@ -39,18 +123,41 @@ class DoseEffect(nn.Module):
         if self.n_channels == 0:
             return torch.zeros(t.shape[0], t.shape[1], 0, dtype=t.dtype, device=t.device)
         ch = doses[..., 1].long().clamp(0, self.n_channels - 1)
-        k = torch.exp(self.log_k)[ch].unsqueeze(1)  # [B, 1, M]
+        ka_c, ke_c = self.rates()
+        ka = ka_c.to(t.dtype)[ch].unsqueeze(1)  # [B, 1, M]
+        ke = ke_c.to(t.dtype)[ch].unsqueeze(1)
         t_k, amount, dur = doses[..., 0].unsqueeze(1), doses[..., 2].unsqueeze(1), doses[..., 3].unsqueeze(1)
         since = (t.unsqueeze(-1) - t_k).clamp(min=0.0)  # [B, K, M]
-        started = (t.unsqueeze(-1) >= t_k).to(t.dtype)
-        bolus = amount * torch.exp(-k * since)
-        # Infusion: rate a/d over [t_k, t_k + d]; exact first-order compartment response.
-        safe_d = dur.clamp(min=1e-6)
+        infusion = dur > 0
+        # An infusion runs at a/d for `on` hours, then both compartments evolve freely for
+        # `off` hours; a bolus is all depot at its time (on = 0).
         on = torch.minimum(since, dur)
-        infusion = amount / safe_d / k * (1.0 - torch.exp(-k * on)) * torch.exp(-k * (since - on))
-        eff = torch.where(dur > 0, infusion, bolus) * started  # [B, K, M]
+        off = since - on
+        rate = amount / torch.where(infusion, dur, torch.ones_like(dur))
+        depot_inf = rate * on * _phi(ka * on)
+        central_inf = rate * (on * _phi(ke * on) - bateman(ka, ke, on))
+        depot = torch.where(infusion, depot_inf, amount)
+        central = torch.where(infusion, central_inf, torch.zeros_like(central_inf))
+        eff = central * torch.exp(-ke * off) + depot * ka * bateman(ka, ke, off)  # 0 before the dose
         onehot = torch.nn.functional.one_hot(ch, self.n_channels).to(eff.dtype)  # [B, M, C]
         return torch.bmm(eff, onehot)
+
+
+def set_dose_peaks(module: nn.Module, peak_h: List[Optional[float]]) -> int:
+    """Restart every :class:`DoseEffect` inside ``module`` from the peak times ``peak_h``
+    (one per channel; None keeps the default), keeping its elimination rates. Returns how
+    many were set. Training calls this with the FeatureSpec's ``effect_peak_h``."""
+    n = 0
+    for m in module.modules():
+        if isinstance(m, DoseEffect) and m.n_channels == len(peak_h) and m.n_channels > 0:
+            with torch.no_grad():
+                hl = (math.log(2.0) / torch.exp(m.log_k)).tolist()
+                for c, p in enumerate(peak_h):
+                    if p is not None:
+                        ka = absorption_rate(hl[c], float(p))
+                        m.log_ka[c] = min(max(math.log(ka), _LOG_RATE_MIN), _LOG_RATE_MAX)
+            n += 1
+    return n
 
 
 class MLPField(nn.Module):
@@ -69,12 +176,12 @@ class MLPField(nn.Module):
     hidden: Final[int]
 
     def __init__(self, latent_dim: int, n_interventions: int, static_dim: int, hidden: int = 64, layers: int = 2,
-                 half_life_h: Optional[List[float]] = None):
+                 half_life_h: Optional[List[float]] = None, peak_h: Optional[List[Optional[float]]] = None):
         super().__init__()
         if layers < 1:
             raise ValueError(f"MLPField needs at least one hidden layer, got layers={layers}")
         self.latent_dim, self.hidden = latent_dim, hidden
-        self.dose_effect = DoseEffect(n_interventions, half_life_h)
+        self.dose_effect = DoseEffect(n_interventions, half_life_h, peak_h=peak_h)
         self.first = nn.Linear(latent_dim + n_interventions + static_dim, hidden)
         body: list[nn.Module] = [nn.Tanh()]
         for _ in range(layers - 1):
