@@ -37,7 +37,7 @@ def _kill_after_first_checkpoint(root, overrides, timeout=300.0) -> dict:
             proc.kill()
             proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    return torch.load(ckpt, map_location="cpu", weights_only=False)
+    return torch.load(ckpt, map_location="cpu", weights_only=True)
 
 
 @pytest.mark.slow
@@ -60,7 +60,7 @@ def test_sigkilled_run_resumes_into_the_same_mlflow_run(tmp_path):
     run = runs[0]
     assert run.info.status == "FINISHED"
     assert run.data.tags["twinode.resumed_from"].endswith("last.ckpt")
-    final = torch.load(killed_root / "out" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    final = torch.load(killed_root / "out" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     steps_per_epoch = final["global_step"] // EPOCHS
     assert 0 < at_kill["global_step"] < steps_per_epoch * EPOCHS and at_kill["global_step"] % steps_per_epoch != 0, \
         "the kill must land mid-epoch"
@@ -91,9 +91,20 @@ def test_corrupted_checkpoint_is_a_clear_error(tmp_path):
         resume_point(True, None, tmp_path)
 
 
+def test_truncated_checkpoint_is_refused_even_with_run_state(tmp_path):
+    """run.json names the MLflow run, but the checkpoint is read (safely) before that run is touched."""
+    (tmp_path / "checkpoints").mkdir()
+    torch.save({"state_dict": {"w": torch.zeros(1000)}, "twinode": {"mlflow_run_id": "abc"}}, tmp_path / "ck.ckpt")
+    data = (tmp_path / "ck.ckpt").read_bytes()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(data[: len(data) // 2])
+    (tmp_path / "run.json").write_text(json.dumps({"mlflow_run_id": "abc"}))
+    with pytest.raises(ConfigError, match="cannot be read.*corrupted or truncated"):
+        resume_point(True, None, tmp_path)
+
+
 def test_run_id_comes_from_run_state_then_checkpoint(tmp_path):
     (tmp_path / "checkpoints").mkdir()
-    torch.save({"twinode": {"mlflow_run_id": "from-ckpt"}}, tmp_path / "checkpoints" / "last.ckpt")
+    torch.save({"state_dict": {}, "twinode": {"mlflow_run_id": "from-ckpt"}}, tmp_path / "checkpoints" / "last.ckpt")
     assert resume_point(True, None, tmp_path).mlflow_run_id == "from-ckpt"
     (tmp_path / "run.json").write_text(json.dumps({"mlflow_run_id": "from-state"}))
     point = resume_point(str(tmp_path), None, tmp_path / "elsewhere")
@@ -104,7 +115,7 @@ def test_run_id_comes_from_run_state_then_checkpoint(tmp_path):
 def test_ckpt_path_last_and_explicit_file(tmp_path):
     (tmp_path / "checkpoints").mkdir()
     assert resume_point(False, "last", tmp_path).ckpt_path == "last"  # nothing yet: Lightning starts fresh
-    torch.save({"twinode": {"mlflow_run_id": "abc"}}, tmp_path / "checkpoints" / "last.ckpt")
+    torch.save({"state_dict": {}, "twinode": {"mlflow_run_id": "abc"}}, tmp_path / "checkpoints" / "last.ckpt")
     assert resume_point(False, "last", tmp_path).mlflow_run_id == "abc"
     assert resume_point(False, str(tmp_path / "checkpoints" / "last.ckpt"), tmp_path / "new").mlflow_run_id == "abc"
     with pytest.raises(ConfigError, match="ckpt_path"):

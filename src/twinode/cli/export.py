@@ -2,6 +2,11 @@
 
     twinode-export ckpt_path=PATH out=twin.pt [run_id=ID] [trust_checkpoint=false]
     twinode-export promote --name NAME --version V [--alias champion] [--tracking-uri URI]
+
+The checkpoint is read with weights_only=True and only twinode's own classes are built from
+its config; trust_checkpoint=true lifts both for a checkpoint from a source you trust.
+Prints the sha256 of the whole twin.pt (also written to twin.pt.sha256 beside it): give it
+to consumers through a channel you trust, they pass it as --sha256.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from twinode.cli.exits import exit_on_error
 from twinode.errors import ConfigError
@@ -36,10 +42,28 @@ def _parse_pairs(argv: list[str]) -> dict[str, str]:
 def _export(argv: list[str]) -> None:
     from twinode.export.from_checkpoint import export_checkpoint
 
+    from twinode.export.integrity import read_sidecar
+
     args = _parse_pairs(argv)
-    trust = args.get("trust_checkpoint", "false").lower() in ("1", "true", "yes")
-    path = export_checkpoint(args["ckpt_path"], args["out"], run_id=args.get("run_id"), trust=trust)
+    trust = _flag(args.get("trust_checkpoint", "false"))
+    ckpt, out = Path(args["ckpt_path"]), Path(args["out"])
+    if out.exists() and ckpt.exists() and out.resolve() == ckpt.resolve():
+        raise ConfigError("out", args["out"], hint="the output would overwrite the checkpoint it is read from; "
+                          "name another file, e.g. out=twin.pt")
+    if out.is_dir():
+        raise ConfigError("out", args["out"], hint="a folder; name the file to write, e.g. out=twin.pt")
+    path = export_checkpoint(ckpt, out, run_id=args.get("run_id"), trust=trust)
     print(f"exported twin: {path}")
+    print(f"sha256: {read_sidecar(path)}  (also in {path.name}.sha256; consumers check it with --sha256)")
+
+
+def _flag(value: str) -> bool:
+    low = value.strip().lower()
+    if low in ("1", "true", "yes"):
+        return True
+    if low in ("0", "false", "no", ""):
+        return False
+    raise ConfigError("trust_checkpoint", value, ("true", "false"))
 
 
 def _promote(argv: list[str]) -> None:

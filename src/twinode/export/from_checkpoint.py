@@ -2,71 +2,38 @@
 
 A checkpoint written by TwinLitModule carries ``checkpoint["twinode"]`` = {config, dims,
 spec, normaliser, data_fingerprint}: enough to rebuild the very same PatientTwin with
-``training.pipeline.build_twin`` and load its weights, without the data.
+:func:`twinode.checkpoint.build_twin` and load its weights, without the data. The file is
+read by :func:`twinode.checkpoint.load_checkpoint` (``weights_only=True``; only twinode's
+own classes are built from its config unless ``trust``).
 """
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 
-import torch
 from omegaconf import OmegaConf
 
+from twinode.checkpoint import build_twin, load_checkpoint, read_checkpoint  # noqa: F401 (read_checkpoint: API)
 from twinode.data.schema import FeatureSpec
-from twinode.errors import ExportError
+from twinode.errors import ExportError, TwinodeError
 from twinode.export.torchscript import export_twin
-
-REQUIRED_KEYS = ("config", "dims", "spec", "normaliser")
-
-
-def read_checkpoint(path: str | Path, *, trust: bool = False) -> dict:
-    """Load a checkpoint with ``weights_only=True`` (tensors and plain containers only).
-
-    ``trust=True`` allows full unpickling, for checkpoints from a source you trust that hold
-    other objects; it is never the default.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ExportError(f"checkpoint not found: {path}")
-    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is damaged or foreign
-        raise ExportError(f"{path} is not a readable checkpoint (corrupted or truncated?): not a torch.save zip archive")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=not trust)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0][:200]
-        if "Weights only load failed" in str(exc) and not trust:
-            raise ExportError(f"{path}: the checkpoint holds objects beyond tensors and plain containers ({first}); "
-                              "if you trust its source, pass trust_checkpoint=true") from exc
-        raise ExportError(f"{path} is not a readable checkpoint (corrupted or truncated?): {first}") from exc
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ExportError(f"{path} is not a readable checkpoint (corrupted or truncated?): {type(exc).__name__}: {first}") from exc
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise ExportError(f"{path} is not a Lightning checkpoint (no 'state_dict')")
-    meta = ckpt.get("twinode")
-    missing = [k for k in REQUIRED_KEYS if not isinstance(meta, dict) or k not in meta]
-    if missing:
-        raise ExportError(f"{path} lacks twinode metadata {missing}; it was not written by twinode-train "
-                          "(TwinLitModule stores checkpoint['twinode'])")
-    return ckpt
 
 
 def export_checkpoint(ckpt_path: str | Path, out: str | Path, *, run_id: str | None = None, trust: bool = False) -> Path:
-    from twinode.training.pipeline import build_twin  # training stack only for this command
-
-    ckpt = read_checkpoint(ckpt_path, trust=trust)
-    meta = ckpt["twinode"]
-    cfg = OmegaConf.create(meta["config"])
-    spec = FeatureSpec.from_dict(meta["spec"])
-    twin = build_twin(cfg, dict(meta["dims"]), spec)
-    state = {k[len("twin."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("twin.")}
+    cfg, meta, state = load_checkpoint(ckpt_path, trust=trust)
+    try:
+        spec = FeatureSpec.from_dict(meta["spec"])
+    except TwinodeError:
+        raise
+    except Exception as exc:  # a DataError names the field; anything else is a damaged record
+        raise ExportError(f"{ckpt_path}: the stored FeatureSpec is not valid ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+    twin = build_twin(cfg, dict(meta["dims"]), spec, trust=trust, source=str(ckpt_path))
     try:
         twin.load_state_dict(state)
     except RuntimeError as exc:
         raise ExportError(f"{ckpt_path}: weights do not fit the twin its config describes: "
-                          f"{str(exc).splitlines()[0][:300]}") from exc
+                          f"{str(exc).splitlines()[0][:300]}") from None
     solver = {k: v for k, v in OmegaConf.to_container(cfg.solver, resolve=True).items() if not k.startswith("_")}
     return export_twin(twin, meta["normaliser"], spec, out, solver=solver, run_id=run_id,
                        data_fingerprint=meta.get("data_fingerprint"))

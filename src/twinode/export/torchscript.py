@@ -1,4 +1,9 @@
-"""Script the trained twin into ``twin.pt`` with its metadata (the export contract)."""
+"""Script the trained twin into ``twin.pt`` with its metadata (the export contract).
+
+Beside ``twin.pt`` the export writes ``twin.pt.sha256``, the sha256 of the whole file
+(:mod:`twinode.export.integrity`); the ``weights_sha256`` inside the metadata only guards
+against accidental damage.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import torch
 from twinode.data.schema import FeatureSpec
 from twinode.errors import ExportError
 from twinode.export.checks import MAX_SPAN_H
+from twinode.export.integrity import write_sidecar
 from twinode.export.predictor import TwinPredictor
 from twinode.models.twin import PatientTwin
 from twinode.solvers import TorchdiffeqSolver, with_scriptable_solvers
@@ -60,7 +66,8 @@ def export_metadata(predictor: TwinPredictor, spec: FeatureSpec, normaliser: dic
 
 def export_twin(twin: PatientTwin, normaliser: dict, spec: FeatureSpec, path: str | Path, *, solver: dict,
                 run_id: str | None = None, data_fingerprint: str | None = None) -> Path:
-    """Script the twin (the trained module itself) and save it with ``twinode.json``."""
+    """Script the twin (the trained module itself) and save it with ``twinode.json``, and the
+    file's sha256 in ``<path>.sha256`` beside it."""
     path = Path(path)
     was_training = twin.training
     twin.eval()
@@ -81,9 +88,11 @@ def export_twin(twin: PatientTwin, normaliser: dict, spec: FeatureSpec, path: st
         path.parent.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
         torch.jit.save(scripted, buf, _extra_files={METADATA_FILE: json.dumps(meta, indent=2)})
+        data = buf.getvalue()
         tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_bytes(buf.getvalue())
+        tmp.write_bytes(data)
         tmp.replace(path)  # atomic: a crash never leaves a half-written twin.pt
+        write_sidecar(path, hashlib.sha256(data).hexdigest())
     finally:
         twin.train(was_training)
     return path

@@ -7,17 +7,55 @@ import subprocess
 from pathlib import Path
 
 import mlflow
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from twinode.errors import ConfigError
 
-def ensure_store(tracking_uri: str) -> MlflowClient:
-    """Create the backing store now (a fresh SQLite DB is not safe to create from several
-    processes at once, e.g. in a multirun), and return a client for it."""
-    if tracking_uri.startswith("sqlite:///"):
-        Path(tracking_uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    client = MlflowClient(tracking_uri)
-    client.search_experiments(max_results=1)
+
+LOCK_TIMEOUT_S = 300.0
+
+
+def ensure_store(tracking_uri: str, experiment_name: str | None = None,
+                 artifact_location: str | None = None) -> MlflowClient:
+    """Create the backing store (and the experiment, when named) now, and return a client for it.
+
+    A fresh SQLite DB is created and its schema migrated by the first client that opens it;
+    two processes doing that at once (parallel trainings, a sweep) collide ("duplicate column
+    name"), and two creating the same experiment collide too. For a ``sqlite:///`` store both
+    happen under an exclusive file lock (``<db>.lock``), so whoever comes second finds them done.
+    """
+    if not tracking_uri.startswith("sqlite:///"):
+        client = MlflowClient(tracking_uri)
+        client.search_experiments(max_results=1)
+        if experiment_name:
+            _ensure_experiment(client, experiment_name, artifact_location)
+        return client
+    from filelock import FileLock, Timeout
+
+    db = Path(tracking_uri[len("sqlite:///"):])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(db) + ".lock")
+    try:
+        with lock.acquire(timeout=LOCK_TIMEOUT_S):
+            client = MlflowClient(tracking_uri)
+            client.search_experiments(max_results=1)  # creates and migrates the schema
+            if experiment_name:
+                _ensure_experiment(client, experiment_name, artifact_location)
+    except Timeout:
+        raise ConfigError("logger.mlflow.tracking_uri", tracking_uri,
+                          hint=f"another process held {db}.lock for {LOCK_TIMEOUT_S:.0f} s; if none is running, "
+                          "delete the lock file") from None
     return client
+
+
+def _ensure_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> None:
+    if client.get_experiment_by_name(name) is None:
+        try:
+            client.create_experiment(name, artifact_location=artifact_location)
+        except MlflowException:
+            if client.get_experiment_by_name(name) is None:  # a store without the lock (a server): only re-raise
+                raise                                         # when it really is missing
 
 
 def git_commit(cwd: str | Path | None = None) -> str:

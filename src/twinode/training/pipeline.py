@@ -19,6 +19,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from twinode.checkpoint import build_twin  # noqa: F401 (re-exported: twinode.training.pipeline.build_twin)
 from twinode.errors import ConfigError
 from twinode.export.torchscript import export_twin
 from twinode.tracking.mlflow_store import ensure_store, environment_tags
@@ -48,7 +49,7 @@ def _loggers(cfg: DictConfig, run_id: str | None = None) -> list:
         extra = {}
         if "MLFlowLogger" in lg_cfg._target_:
             if rank_zero_only.rank == 0:  # other ranks never touch the store
-                ensure_store(lg_cfg.tracking_uri)
+                ensure_store(lg_cfg.tracking_uri, lg_cfg.get("experiment_name"), lg_cfg.get("artifact_location"))
             parent = sweep_parent_run_id()
             extra = {"run_id": run_id, "tags": {"mlflow.parentRunId": parent} if parent and not run_id else None}
         loggers.append(instantiate(lg_cfg, **extra))
@@ -57,16 +58,6 @@ def _loggers(cfg: DictConfig, run_id: str | None = None) -> list:
 
 def _callbacks(cfg: DictConfig) -> list:
     return [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-
-
-def build_twin(cfg: DictConfig, dims: dict, spec) -> torch.nn.Module:
-    half_lives = [f.effect_half_life_h for f in spec.interventions]
-    solver = instantiate(cfg.solver)
-    make = instantiate(cfg.model.twin)
-    extra = {}
-    if cfg.model.twin.get("risk_head") and not spec.outcomes:
-        extra["risk_head"] = False  # nothing to learn it from
-    return make(**dims, solver=solver, half_life_h=half_lives or None, **extra)
 
 
 def train(cfg: DictConfig) -> TrainResult:
@@ -88,11 +79,12 @@ def _train(cfg: DictConfig) -> TrainResult:
         torch.set_num_threads(int(cfg.cpu_threads))
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    start = resume_point(cfg.get("resume"), cfg.get("ckpt_path"), output_dir)
+    trust = bool(cfg.get("trust_checkpoint", False))
+    start = resume_point(cfg.get("resume"), cfg.get("ckpt_path"), output_dir, trust=trust)
 
     dm = instantiate(cfg.data)
     dm.setup("fit")
-    twin = build_twin(cfg, dm.dims, dm.spec)
+    twin = build_twin(cfg, dm.dims, dm.spec, trust=True)  # the user's own config: their own classes may be named
     resolved = OmegaConf.to_container(cfg, resolve=True)
     metadata = {"config": resolved, "dims": dm.dims, "spec": dm.spec.to_dict(),
                 "normaliser": dm.normaliser.as_dict(), "data_fingerprint": dm.fingerprint}
@@ -122,7 +114,7 @@ def _train(cfg: DictConfig) -> TrainResult:
         for lg in loggers:
             lg.log_hyperparams(_flat_params(resolved))
 
-    trainer.fit(lit, datamodule=dm, ckpt_path=start.ckpt_path or cfg.get("ckpt_path"))
+    trainer.fit(lit, datamodule=dm, ckpt_path=start.ckpt_path or cfg.get("ckpt_path"), weights_only=not trust)
 
     best = getattr(trainer.checkpoint_callback, "best_model_path", None) or None
     if best:
@@ -142,11 +134,16 @@ def _train(cfg: DictConfig) -> TrainResult:
             run_id=mlf.run_id if mlf else None, data_fingerprint=dm.fingerprint,
         )
         if mlf is not None:
+            from twinode.export.integrity import TAG, read_sidecar, sidecar_path
+
             mlf.experiment.log_artifact(mlf.run_id, str(twin_path))
+            mlf.experiment.log_artifact(mlf.run_id, str(sidecar_path(twin_path)))
+            mlf.experiment.set_tag(mlf.run_id, TAG, read_sidecar(twin_path))
         # ---- registry: pyfunc model + registered version with an alias (twinode.tracking.registry) ----
         if mlf is not None and (cfg.get("registry") or {}).get("enabled", False):
             from twinode.tracking.registry import model_name_for, publish_twin
 
+            # Idempotent: resuming a finished run finds the version it registered and adds none.
             publish_twin(twin_path, run_id=mlf.run_id, tracking_uri=cfg.logger.mlflow.tracking_uri,
                          model_name=model_name_for(cfg.registry, dm.dataset_name), alias=cfg.registry.alias)
         # ---- end registry ----

@@ -58,3 +58,33 @@ def test_unknown_argument_is_a_config_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["ckpt=foo.ckpt", "out=x.pt"])
     assert exit_info.value.code == 2 and "config key 'ckpt'" in capsys.readouterr().err
+
+
+def test_safe_reader_rebuilds_the_trained_twin(trained):
+    from twinode.checkpoint import build_twin, load_checkpoint
+    from twinode.data.schema import FeatureSpec
+
+    cfg, meta, state = load_checkpoint(trained.best_checkpoint)
+    twin = build_twin(cfg, dict(meta["dims"]), FeatureSpec.from_dict(meta["spec"]))
+    twin.load_state_dict(state)  # strict: every weight present, nothing extra
+    assert set(state) == set(twin.state_dict())
+
+
+def test_export_prints_the_file_sha256_and_writes_the_sidecar(trained, tmp_path, capsys):
+    from twinode.export.integrity import file_sha256, read_sidecar
+
+    out = tmp_path / "twin.pt"
+    main([f"ckpt_path={trained.best_checkpoint}", f"out={out}"])
+    digest = file_sha256(out)
+    assert f"sha256: {digest}" in capsys.readouterr().out
+    assert read_sidecar(out) == digest
+
+
+def test_export_never_overwrites_its_checkpoint(trained, tmp_path, capsys):
+    ckpt = tmp_path / "copy.ckpt"
+    ckpt.write_bytes(open(trained.best_checkpoint, "rb").read())
+    before = ckpt.read_bytes()
+    with pytest.raises(SystemExit) as exit_info:
+        main([f"ckpt_path={ckpt}", f"out={ckpt}"])
+    assert exit_info.value.code == 2 and "overwrite the checkpoint" in capsys.readouterr().err
+    assert ckpt.read_bytes() == before

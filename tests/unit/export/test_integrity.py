@@ -1,0 +1,70 @@
+"""The whole-file sha256 recorded outside twin.pt: a forged file whose embedded hash was
+recomputed passes the embedded check, and is refused by every check that reads the outside record."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from tests.unit.export.conftest import NORMALISER, make_twin
+from twinode.data.simulators.synthetic_icu import feature_spec
+from twinode.errors import ExportError
+from twinode.export.integrity import (EMBEDDED_ONLY, file_sha256, load_checked_twin, read_sidecar, sidecar_path,
+                                      verify_file)
+from twinode.export.torchscript import export_twin, load_verified_twin, weights_sha256
+
+
+def _forge(original, forged_path) -> None:
+    """What an attacker with write access does: shift the weights, recompute the embedded hash."""
+    extra = {"twinode.json": ""}
+    module = torch.jit.load(str(original), _extra_files=extra)
+    meta = json.loads(extra["twinode.json"])
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(0.5)
+    meta["weights_sha256"] = weights_sha256(module)
+    meta["measurements"][0]["name"], meta["measurements"][1]["name"] = meta["measurements"][1]["name"], \
+        meta["measurements"][0]["name"]  # HR and MAP swapped
+    torch.jit.save(module, str(forged_path), _extra_files={"twinode.json": json.dumps(meta)})
+
+
+@pytest.fixture
+def exported(tmp_path):
+    return export_twin(make_twin(), NORMALISER, feature_spec(), tmp_path / "twin.pt", solver={"name": "rk4"})
+
+
+def test_export_writes_a_sidecar_with_the_file_sha256(exported):
+    assert sidecar_path(exported).read_text() == f"{file_sha256(exported)}  twin.pt\n"  # sha256sum format
+    assert verify_file(exported).checked_against == "the sidecar twin.pt.sha256"
+
+
+def test_forged_twin_with_recomputed_embedded_hash_is_refused(exported, tmp_path):
+    original_sha = file_sha256(exported)
+    forged = tmp_path / "forged.pt"
+    _forge(exported, forged)
+    load_verified_twin(forged)  # the embedded check alone is fooled: that is the finding
+    shutil.copy(forged, exported)  # the file replaced, its sidecar left as exported
+    with pytest.raises(ExportError, match="does not match .* from the sidecar twin.pt.sha256"):
+        load_checked_twin(exported)
+    with pytest.raises(ExportError, match="does not match .* from --sha256"):
+        load_checked_twin(forged, original_sha)  # the value printed by twinode-export, from a trusted channel
+
+
+def test_without_an_outside_record_the_load_says_so(exported):
+    sidecar_path(exported).unlink()
+    _, meta, integrity = load_checked_twin(exported)
+    assert not integrity.verified and EMBEDDED_ONLY in integrity.statement()
+    _, _, integrity = load_checked_twin(exported, file_sha256(exported).upper())
+    assert integrity.verified and "--sha256" in integrity.statement()
+
+
+@pytest.mark.parametrize("bad", ["abc", "g" * 64, ""])
+def test_malformed_expected_sha256_is_a_clear_error(exported, bad):
+    with pytest.raises(ExportError, match="64 hex digits"):
+        verify_file(exported, bad)
+    sidecar_path(exported).write_text(bad + "\n")
+    with pytest.raises(ExportError, match="sidecar|64 hex digits"):
+        read_sidecar(exported)
