@@ -63,8 +63,9 @@ def absorption_rate(half_life_h: float, peak_h: float) -> float:
 
 
 def default_peak_h(half_life_h: float) -> float:
-    """The peak time used when a FeatureSpec gives none: a quarter of the half-life."""
-    return 0.25 * half_life_h
+    """The peak time used when a FeatureSpec gives none: the half-life itself, which is the
+    chain whose absorption is twice as fast as its elimination (``ka = 2 ke``)."""
+    return half_life_h
 
 
 class DoseEffect(nn.Module):
@@ -72,8 +73,8 @@ class DoseEffect(nn.Module):
     times ``t [B]``, or ``[B, K, C]`` at ``t [B, K]`` (every stage time of a grid at once).
 
     ``log_k`` (elimination) and ``log_ka`` (absorption) are per-channel parameters;
-    ``half_life_h`` and ``peak_h`` give their starting values (defaults: 2 h, and a quarter
-    of the half-life). The effect is continuous in time, amounts and dose times, with finite
+    ``half_life_h`` and ``peak_h`` give their starting values (defaults: 2 h, and the
+    half-life, i.e. ``ka = 2 ke``). The effect is continuous in time, amounts and dose times, with finite
     gradients with respect to all of them, including when the two rates coincide."""
 
     def __init__(self, n_channels: int, half_life_h: Optional[List[float]] = None, learn: bool = True,

@@ -88,7 +88,9 @@ def test_equal_rates_use_the_limit_and_float32_stays_close():
 
 def test_peak_time_half_life_and_area_of_a_bolus():
     effect = DoseEffect(2, [1.5, 2.0], peak_h=[1.25, None]).double()
-    assert effect.peak_h().tolist() == pytest.approx([1.25, 0.5], rel=1e-5)  # None: a quarter of the half-life
+    assert effect.peak_h().tolist() == pytest.approx([1.25, 2.0], rel=1e-5)  # None: the half-life (ka = 2 ke)
+    ka, ke = effect.rates()
+    assert float(ka[1] / ke[1]) == pytest.approx(2.0, rel=1e-5)
     t = torch.linspace(0.0, 80.0, 160001, dtype=torch.float64)
     doses = torch.tensor([[[0.0, 0.0, 2.0, 0.0]]], dtype=torch.float64)
     u = effect(t.unsqueeze(0), doses)[0, :, 0]
@@ -114,7 +116,7 @@ def test_set_dose_peaks_restarts_absorption_only():
     ke_before = field.dose_effect.rates()[1].clone()
     assert set_dose_peaks(field, [0.75, None]) == 1
     peaks = field.dose_effect.peak_h()
-    assert float(peaks[0]) == pytest.approx(0.75, rel=1e-5) and float(peaks[1]) == pytest.approx(0.75, rel=1e-5)
+    assert float(peaks[0]) == pytest.approx(0.75, rel=1e-5) and float(peaks[1]) == pytest.approx(3.0, rel=1e-5)
     torch.testing.assert_close(field.dose_effect.rates()[1], ke_before)
 
 
