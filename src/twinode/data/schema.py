@@ -41,6 +41,9 @@ class Feature:
     out_of_range: str = "drop"
     kind: str = "bolus"  # interventions only
     effect_half_life_h: float = 2.0  # interventions only: initial effect-compartment half-life
+    # Interventions only: hours from a bolus to its peak effect (the absorption compartment's
+    # starting rate); None: effect_half_life_h (absorption twice as fast as elimination). See models.dynamics.DoseEffect.
+    effect_peak_h: float | None = None
     # Infusions only: the exact code that stops the infusion (e.g. INFUSION_END//221906). Each
     # start is paired with the next stop of the same subject to give its duration.
     end_code: str | None = None
@@ -57,6 +60,8 @@ class Feature:
                 re.compile(self.code)
             except re.error as exc:
                 raise ConfigError(f"features.{self.name}.code", self.code, hint=f"not a valid regex: {exc}") from exc
+        if self.effect_peak_h is not None and not self.effect_peak_h > 0:
+            raise ConfigError(f"features.{self.name}.effect_peak_h", self.effect_peak_h, hint="hours > 0, or null for the default")
         if self.end_code is not None and (self.role != "intervention" or self.kind != "infusion"):
             raise ConfigError(f"features.{self.name}.end_code", self.end_code, hint="end_code is for interventions of kind: infusion")
         if self.valid_range is not None:
