@@ -8,9 +8,16 @@ every plan, so plans are compared on common futures.
 ``optimise_plan`` chooses dose amounts on one channel at slots ``min_spacing_h`` apart,
 each in [0, max_dose] and together at most ``max_total``, by gradient ascent through the
 scripted twin on a smooth version of the objective (sigmoids of width ``soft_mg_dl``); where
-the twin gives no gradient it falls back to a coordinate search over a grid of amounts.
-The result is rounded to ``increment`` and scored with the exact objective against doing
-nothing, so it never scores worse on the twin than no extra dose.
+the twin gives no usable gradient it falls back to a coordinate search over a grid of
+amounts. The result is rounded to ``increment`` and scored with the exact objective against
+doing nothing, so it never scores worse on the twin than no extra dose.
+
+The gradient runs through :class:`PlanSampler`: the twin's own ``sample`` draws, as a
+differentiable function of the dose rows. It encodes the history once and back-transforms
+to original units without the ``where(log1p, expm1(y), y)`` of the exported methods, whose
+backward is 0 * inf = NaN on any untransformed channel above ~88 (glucose in mg/dL).
+Scoring runs under ``torch.no_grad`` rather than ``torch.inference_mode``: a scripted
+module that has run with gradients refuses inference tensors afterwards.
 """
 
 from __future__ import annotations
@@ -103,7 +110,7 @@ def score_plan(twin, history: tuple, past_doses: Tensor, label: str, plan: Tenso
     times, values, mask, static = history
     anchor = float(times[-1]) if len(times) else 0.0
     q = objective.query(anchor)
-    with torch.inference_mode():
+    with torch.no_grad():
         s = twin.sample(times, values, mask, static, _merge(past_doses, plan), q, num_samples, seed)
     x = s[:, :, objective.channel]
     lo, hi = torch.quantile(x, torch.tensor([0.05, 0.95]), dim=0)
@@ -111,6 +118,46 @@ def score_plan(twin, history: tuple, past_doses: Tensor, label: str, plan: Tenso
                      float(((x >= objective.low) & (x <= objective.high)).float().mean()),
                      float((x < objective.low).float().mean()), float((x < objective.low).any(-1).float().mean()),
                      x.mean(0), lo, hi, q)
+
+
+class PlanSampler:
+    """``twin.sample(history, doses, query, num_samples, seed)`` as a differentiable function
+    of ``doses [M, 4]`` (original units): the same latent and decoder draws (same seed, same
+    order), the history encoded once. Uses the scripted twin's own normalisation and decoding
+    (``_posterior`` and ``_decode``/``decode_at``); only the back-transform to original units
+    is done here, in a form whose gradient is finite on every channel."""
+
+    def __init__(self, twin, history: tuple, query: Tensor, num_samples: int, seed: int):
+        times, values, mask, static = history
+        self.twin, self.query, self.k = twin, query, num_samples
+        with torch.no_grad():
+            post = twin._posterior(times, values, mask, static)
+            if isinstance(post, dict):
+                self.post = post
+                z_mean, z_log_std = post["z_mean"], post["z_log_std"]
+            else:  # an export whose _posterior returns (z_mean, z_log_std, anchor, s_emb)
+                z_mean, z_log_std, anchor, s_emb = post
+                self.post = {"z_mean": z_mean, "z_log_std": z_log_std, "anchor": anchor, "s_emb": s_emb}
+            gen = torch.Generator()
+            gen.manual_seed(seed)
+            eps = torch.randn([num_samples, z_mean.shape[1]], generator=gen)
+            self.z = z_mean + torch.exp(z_log_std) * eps if twin.twin.variational else z_mean.expand(num_samples, -1)
+            self.noise = torch.randn([num_samples, query.shape[0], int(twin.n_measurements)], generator=gen)
+
+    def _decode(self, doses: Tensor) -> tuple[Tensor, Tensor]:
+        if hasattr(self.twin, "_decode"):
+            return self.twin._decode(self.post, self.z, doses, self.query)
+        d = self.twin._norm_doses(doses).unsqueeze(0).expand(self.k, -1, 4)
+        tq = self.query.unsqueeze(0).expand(self.k, -1)
+        return self.twin.twin.decode_at(self.z, self.post["anchor"].expand(self.k), tq, d,
+                                        self.post["s_emb"].expand(self.k, -1))
+
+    def __call__(self, doses: Tensor) -> Tensor:
+        """Trajectories ``[num_samples, Q, D]`` in original units."""
+        mean, log_std = self._decode(doses)
+        y = (mean + torch.exp(log_std) * self.noise) * self.twin.meas_std + self.twin.meas_mean
+        log1p = self.twin.log1p
+        return torch.where(log1p, torch.expm1(torch.where(log1p, y.clamp(max=80.0), torch.zeros_like(y))), y)
 
 
 def rank_plans(twin, history: tuple, past_doses: Tensor, candidates: list[tuple[str, Tensor]], objective: Objective,
@@ -129,46 +176,76 @@ def optimise_plan(twin, history: tuple, past_doses: Tensor, base_plan: Tensor, o
                   num_samples: int = 32, seed: int = 0, steps: int = 40, lr: float = 0.3,
                   soft_mg_dl: float = 10.0) -> tuple[PlanScore, str]:
     """The best dose plan found within ``bounds`` (added to ``base_plan``, e.g. an announced
-    meal) and how it was found: ``gradient`` or ``search``."""
+    meal) and how it was found: ``gradient`` or ``search``. The twin's parameters are frozen
+    while it runs and restored afterwards."""
     times, values, mask, static = history
     anchor = float(times[-1]) if len(times) else 0.0
     slots = bounds.slots(anchor, objective.horizon_h)
     q = objective.query(anchor)
-    for p in twin.parameters():
+    base = base_plan.reshape(-1, 4).to(torch.float32)
+    frozen = [(p, p.requires_grad) for p in twin.parameters()]
+    for p, _ in frozen:
         p.requires_grad_(False)
-
-    def smooth_score(amounts: Tensor) -> Tensor:
-        plan = torch.cat([base_plan.reshape(-1, 4), _doses(slots, bounds.channel, amounts)])
-        s = twin.sample(times, values, mask, static, _merge(past_doses, plan), q, num_samples, seed)
-        return objective.smooth(s[:, :, objective.channel], soft_mg_dl).mean()
-
-    method = "gradient"
     try:
-        u = torch.full((len(slots),), -2.0, requires_grad=True)  # amounts = max_dose * sigmoid(u)
-        opt = torch.optim.Adam([u], lr=lr)
-        for _ in range(steps):
-            opt.zero_grad()
-            loss = -smooth_score(bounds.max_dose * torch.sigmoid(u))
-            loss.backward()
-            if u.grad is None or not bool(torch.isfinite(u.grad).all()):
-                raise RuntimeError("no usable gradient")
-            opt.step()
-        amounts = bounds.max_dose * torch.sigmoid(u.detach())
-    except RuntimeError:
-        method = "search"
-        amounts = _coordinate_search(smooth_score, len(slots), bounds)
-    amounts = bounds.project(amounts)
-    keep = amounts > 0
-    plan = torch.cat([base_plan.reshape(-1, 4), _doses(slots[keep], bounds.channel, amounts[keep])])
-    best = score_plan(twin, history, past_doses, "optimised", plan, objective, num_samples, seed)
-    nothing = score_plan(twin, history, past_doses, "no_extra_dose", base_plan.reshape(-1, 4), objective, num_samples, seed)
+        sampler = PlanSampler(twin, history, q, num_samples, seed)
+
+        def smooth_score(amounts: Tensor) -> Tensor:
+            plan = torch.cat([base, _doses(slots, bounds.channel, amounts)])
+            s = sampler(_merge(past_doses, plan))
+            return objective.smooth(s[:, :, objective.channel], soft_mg_dl).mean()
+
+        method = "gradient"
+        try:
+            amounts = _gradient_ascent(smooth_score, len(slots), bounds, steps, lr)
+        except (RuntimeError, torch.jit.Error):  # no usable gradient: NaN, or a twin that gives none
+            method = "search"
+            amounts = _coordinate_search(smooth_score, len(slots), bounds)
+        amounts = bounds.project(amounts)
+        keep = amounts > 0
+        plan = torch.cat([base, _doses(slots[keep], bounds.channel, amounts[keep])])
+        best = score_plan(twin, history, past_doses, "optimised", plan, objective, num_samples, seed)
+        nothing = score_plan(twin, history, past_doses, "no_extra_dose", base, objective, num_samples, seed)
+    finally:
+        for p, flag in frozen:
+            p.requires_grad_(flag)
     return (best if best.score >= nothing.score else nothing), method
+
+
+def _gradient_ascent(score_fn, n: int, bounds: SafetyBounds, steps: int, lr: float) -> Tensor:
+    """Adam on ``amounts = max_dose * sigmoid(u)`` (inside [0, max_dose] by construction; a
+    total above ``max_total`` is penalised and finally scaled down by ``bounds.project``).
+    Returns the best amounts seen; raises RuntimeError when a gradient is not finite."""
+    u = torch.full((n,), -2.0, requires_grad=True)
+    opt = torch.optim.Adam([u], lr=lr)
+    best, best_v = None, -math.inf
+    for _ in range(max(1, steps)):
+        opt.zero_grad()
+        amounts = bounds.max_dose * torch.sigmoid(u)
+        value = score_fn(amounts)
+        if bounds.max_total is not None:
+            value = value - torch.relu(amounts.sum() - bounds.max_total) / max(bounds.max_total, bounds.increment)
+        if not bool(torch.isfinite(value)):
+            raise RuntimeError("the smooth objective is not finite")
+        if float(value.detach()) > best_v:
+            best, best_v = amounts.detach().clone(), float(value.detach())
+        (-value).backward()
+        if u.grad is None or not bool(torch.isfinite(u.grad).all()):
+            raise RuntimeError("no usable gradient")
+        opt.step()
+    with torch.no_grad():
+        amounts = bounds.max_dose * torch.sigmoid(u)
+        value = score_fn(amounts)
+        if bounds.max_total is not None:
+            value = value - torch.relu(amounts.sum() - bounds.max_total) / max(bounds.max_total, bounds.increment)
+        if float(value) > best_v:
+            best = amounts.clone()
+    return best
 
 
 def _coordinate_search(score_fn, n: int, bounds: SafetyBounds, levels: int = 9, sweeps: int = 2) -> Tensor:
     grid = torch.linspace(0.0, bounds.max_dose, levels)
     a = torch.zeros(n)
-    with torch.inference_mode():
+    with torch.no_grad():
         for _ in range(sweeps):
             for i in range(n):
                 best, best_v = a[i].item(), -math.inf
