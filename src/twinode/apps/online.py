@@ -12,14 +12,22 @@ Predictive distribution: ``num_samples`` latent draws z ~ q(z | history) (fixed 
 common to all events), each decoded to a Gaussian; the mixture's mean and standard
 deviation (latent spread plus decoder noise). ``num_samples=0`` uses the posterior mean
 alone, which is exactly ``forecast``.
+
+Inputs follow the training rules (:mod:`twinode.data.rules`, with the FeatureSpec from the
+twin's metadata): same-time readings of a channel are combined by its ``duplicates`` policy,
+and doses become contract rows by ``finish_doses`` (rates to totals; an infusion without an
+end runs until the next start on its channel, else to ``max(window_hours, last query)``).
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
+
+from twinode.data.rules import combine, finish_doses, spec_from_meta
 
 INCREMENTAL_ENCODERS = ("GRUDeltaEncoder",)
 
@@ -27,6 +35,7 @@ INCREMENTAL_ENCODERS = ("GRUDeltaEncoder",)
 class OnlineTwin:
     def __init__(self, twin, meta: dict, num_samples: int = 32, seed: int = 0, incremental: bool | None = None):
         self.twin, self.meta = twin, meta
+        self.spec = spec_from_meta(meta)
         self.D, self.S = len(meta["measurements"]), len(meta["statics"])
         self.num_samples = int(num_samples)
         self.seed = int(seed)
@@ -36,7 +45,8 @@ class OnlineTwin:
         self.static = torch.full((self.S,), float("nan"))
         self.times: list[float] = []
         self.rows: list[list[float]] = []  # values, NaN = not observed
-        self.doses: list[list] = []  # [time, channel, amount, duration_h or None (open infusion)]
+        self._same: dict[int, list[float]] = {}  # channel -> raw readings at the last time (duplicate rule)
+        self.doses: list[list] = []  # [time, channel, event value, duration_h or None (no known end)]
         gen = torch.Generator().manual_seed(self.seed)
         self.eps = torch.randn(max(self.num_samples, 1), twin.twin.latent_dim, generator=gen)
         self._reset_encoder()
@@ -59,17 +69,19 @@ class OnlineTwin:
             self._step(k)
 
     def add_dose(self, time_h: float, channel: int, amount: float, duration_h: float | None) -> None:
-        for d in self.doses:  # a new rate on an infusion channel ends the open one
-            if d[1] == channel and d[3] is None:
-                d[3] = max(time_h - d[0], 0.0)
+        """An intervention event: ``amount`` is the event's value (a rate for ``value: rate`` codes)."""
         self.doses.append([time_h, channel, amount, duration_h])
 
     def add_measurement(self, time_h: float, channel: int, value: float) -> None:
         if self.times and time_h == self.times[-1]:
-            self.rows[-1][channel] = value  # same time: one row, re-step it from the state before
-            self.h = self.h_before
+            # Same time: one row; the channel's readings combine by its duplicates policy.
+            same = self._same.setdefault(channel, [])
+            same.append(value)
+            self.rows[-1][channel] = combine(same, self.spec.measurements[channel].duplicates)
+            self.h = self.h_before  # re-step the row from the state before it
             self._step(len(self.times) - 1)
             return
+        self._same = {channel: [value]}
         self.times.append(time_h)
         row = [math.nan] * self.D
         row[channel] = value
@@ -79,9 +91,12 @@ class OnlineTwin:
     # ---- tensors of the contract ----
 
     def dose_tensor(self, until_h: float, extra: Tensor | None = None) -> Tensor:
-        """Doses ``[M, 4]``; open infusions run past ``until_h``; ``extra`` (a plan) appended."""
-        rows = [[t, float(c), a, (max(until_h - t, 0.0) + 1.0) if d is None else d] for t, c, a, d in self.doses]
-        out = torch.tensor(rows, dtype=torch.float32).reshape(-1, 4)
+        """Contract doses ``[M, 4]`` (open rate infusions run to ``max(window_hours, until_h)``);
+        ``extra`` (a plan, contract rows) appended."""
+        a = np.array([[t, c, v, math.nan if d is None else d] for t, c, v, d in self.doses], np.float64).reshape(-1, 4)
+        rows = finish_doses(np.zeros(len(a), np.int64), a[:, 0], a[:, 1].astype(np.int64), a[:, 2], a[:, 3],
+                            self.spec.interventions, max(self.spec.window_hours, float(until_h)))
+        out = torch.from_numpy(rows).reshape(-1, 4)
         if extra is not None and extra.shape[0]:
             out = torch.cat([out, extra.to(torch.float32)])
             out = out[torch.argsort(out[:, 0], stable=True)]

@@ -2,11 +2,18 @@
 
 JSON lines: ``{"time": 6.25, "code": "CGM//mg/dL", "value": 143.0}`` (``name`` may replace
 ``code``; ``numeric_value`` may replace ``value``; ``duration_h`` gives an infusion's length,
-omitted = open until the next rate of that channel). Long format: a header line
-``subject_id,time,code,numeric_value[,duration_h]`` then one row per event, times in hours.
+omitted = open until the next start on that channel). Long format: a header line
+``subject_id,time,code,numeric_value[,duration_h]`` then one row per event, times in hours
+since the window start.
 
-Events map to the twin's channels by its own metadata (name, code, match), as in
-``twinode-predict``. A malformed line stops the stream with a DataError naming the line.
+Each event is read by the rules training used (:mod:`twinode.data.rules`, with the FeatureSpec
+from the twin's metadata): codes resolve as in training; values outside ``valid_range`` are
+dropped and counted (or refused); an exact duplicate of an event at the same time is dropped
+and counted; a bolus's duration is ignored (counted); statics after the window start are
+dropped and counted; a negative dose is an error. Same-time measurements are combined by
+:class:`~twinode.apps.online.OnlineTwin` with the feature's duplicate rule, and doses become
+contract rows (rates to totals) there. A malformed line stops the stream with a DataError
+naming the line.
 """
 
 from __future__ import annotations
@@ -14,11 +21,12 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
+from twinode.data.rules import check_dose_value, check_range, spec_from_meta
 from twinode.errors import DataError
-from twinode.export.inputs import _resolver
 
 LONG_HEADER = ("subject_id", "time", "code", "numeric_value")
 
@@ -29,7 +37,7 @@ class Event:
     role: str  # measurement | intervention | static
     index: int  # channel index within its role
     value: float
-    duration_h: float | None  # interventions: None = open-ended infusion / 0 = bolus
+    duration_h: float | None  # interventions: None = infusion without a known end / 0 = bolus
     line: int  # 1-based line in the stream
     code: str
 
@@ -49,11 +57,13 @@ class EventStream:
 
     def __init__(self, lines: Iterable[str], meta: dict, source: str = "<stream>", skip_unknown: bool = False):
         self.lines, self.source, self.skip_unknown = lines, source, skip_unknown
-        self.resolve = _resolver(meta)
-        self.outcomes = set(meta.get("outcomes", []))
-        self.kinds = {i: f.get("kind", "bolus") for i, f in enumerate(meta["interventions"])}
+        self.spec = spec_from_meta(meta)
+        roles = ("measurement", "intervention", "static")
+        self.index = {f.name: (f.role, i) for role in roles for i, f in enumerate(self.spec.by_role(role))}
         self.known = [f["name"] for f in meta["measurements"] + meta["statics"] + meta["interventions"]]
         self.skipped: dict[str, int] = {}
+        self.dropped: Counter = Counter()  # reason -> events not used (or noted), as in training's report
+        self._seen: set = set()  # (code, value, duration) at the current time: exact duplicates
         self._header: list[str] | None = None
         self._last_time = -math.inf
 
@@ -89,34 +99,52 @@ class EventStream:
         dur = d.get("duration_h")
         return {"time": d["time"], "code": d["code"], "value": d["numeric_value"], "duration_h": dur if dur not in (None, "") else None}
 
+    def _skip(self, code: str) -> None:
+        self.skipped[code] = self.skipped.get(code, 0) + 1
+
     def __iter__(self) -> Iterator[Event]:
+        ws = self.spec.window_start
         for line, text in enumerate(self.lines, start=1):
             f = self._fields(text, line)
             if f is None:
                 continue
             code = f["code"]
+            where = dict(file=self.source, row=line, code=code)
             t = _number(f["time"], "time (hours)", self.source, line, code)
-            hit = self.resolve(code)
-            if hit is None:
-                if code in self.outcomes or self.skip_unknown:
-                    self.skipped[code] = self.skipped.get(code, 0) + 1
+            feat = self.spec.resolve(code)
+            if feat is None or feat.role == "outcome":
+                if feat is not None or self.skip_unknown or (ws is not None and ws.matches(code)):
+                    self._skip(code)
                     continue
-                raise DataError(f"unknown code {code!r}; this twin knows {self.known}", file=self.source, row=line, code=code,
+                raise DataError(f"unknown code {code!r}; this twin knows {self.known}", **where,
                                 hint="pass --skip-unknown-codes to skip (and count) such lines")
             v = _number(f["value"], "value", self.source, line, code)
             if t < self._last_time:
                 raise DataError(f"time {t} h goes back before the previous event ({self._last_time} h); a stream arrives in time order",
-                                file=self.source, row=line, code=code)
+                                **where)
+            if t > self._last_time:
+                self._seen = set()
             self._last_time = t
-            role, i = hit
+            role, i = self.index[feat.name]
             dur = None
+            if role == "intervention" and f["duration_h"] is not None:
+                dur = _number(f["duration_h"], "duration_h", self.source, line, code)
+                if dur < 0:
+                    raise DataError(f"duration_h must be >= 0, got {dur}", **where)
+            key = (code, v, dur)  # the raw row, as training's exact-duplicate check sees it
+            if key in self._seen:
+                self.dropped["duplicate_row"] += 1
+                continue
+            self._seen.add(key)
             if role == "intervention":
-                if f["duration_h"] is not None:
-                    dur = _number(f["duration_h"], "duration_h", self.source, line, code)
-                    if dur < 0:
-                        raise DataError(f"duration_h must be >= 0, got {dur}", file=self.source, row=line, code=code)
-                elif self.kinds[i] != "infusion":
+                check_dose_value(v, **where)
+                if feat.kind == "bolus":
+                    if dur:
+                        self.dropped[f"bolus_duration_ignored:{feat.name}"] += 1
                     dur = 0.0
-                if v < 0:
-                    raise DataError(f"a dose amount must be >= 0, got {v}", file=self.source, row=line, code=code)
+            if not check_range(feat, v, self.dropped, **where):
+                continue
+            if role == "static" and t > 0:
+                self.dropped["static_after_start"] += 1
+                continue
             yield Event(t, role, i, v, dur, line, code)

@@ -77,6 +77,8 @@ def run(a) -> int:
     print(f"scored {len(scored)} readings, {alerts} alerts; median {cost:.2f} ms per reading ({mode})", file=sys.stderr)
     if stream.skipped:
         print(f"skipped lines by code: {stream.skipped}", file=sys.stderr)
+    if stream.dropped:
+        print(f"lines not used or adjusted, by reason: {dict(stream.dropped)}", file=sys.stderr)
     if a.plot and scored:
         from twinode.apps.plots import log_figure, plot_monitor
 

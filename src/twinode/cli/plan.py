@@ -1,6 +1,6 @@
 """twinode-plan: rank candidate dose plans on the twin, or optimise doses within safety bounds.
 
-    twinode-plan --model twin.pt --history patient.csv --candidates plans.yaml [--horizon 6]
+    twinode-plan --model twin.pt --history patient.csv|MEDS_DIR [--subject ID] --candidates plans.yaml [--horizon 6]
     twinode-plan --model twin.pt --history patient.csv --optimise --dose InsulinBolus \
                  --max-dose 10 --min-spacing 2 [--max-total 15] [--base base.yaml]
 
@@ -18,13 +18,14 @@ import tempfile
 import torch
 
 from twinode.cli.exits import run_and_exit
+from twinode.cli.history_args import add_history_args, read_history_args, report_history
 from twinode.errors import DataError
 
 
 def _args(argv):
     p = argparse.ArgumentParser(prog="twinode-plan", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True)
-    p.add_argument("--history", required=True, help="one subject's events (long CSV/parquet, hours)")
+    add_history_args(p)
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--candidates", help="YAML/JSON: list of {label, doses: [{name, time_h, amount, duration_h}]}")
     g.add_argument("--optimise", action="store_true", help="search doses of --dose within the safety bounds")
@@ -45,7 +46,6 @@ def _args(argv):
     p.add_argument("--plot", default=None)
     p.add_argument("--tracking-uri", default=None)
     p.add_argument("--run-id", default=None)
-    p.add_argument("--skip-unknown-codes", action="store_true")
     a = p.parse_args(argv)
     if not 0 < a.horizon <= 72:
         p.error(f"--horizon must be in (0, 72] hours, got {a.horizon}")
@@ -60,7 +60,6 @@ def run(a) -> int:
     from twinode.apps.candidates import read_candidates
     from twinode.apps.planning import Objective, SafetyBounds, optimise_plan, rank_plans
     from twinode.cli.predict import load_model
-    from twinode.export.inputs import read_history
 
     with tempfile.TemporaryDirectory() as tmp:
         twin, meta = load_model(a.model, a.tracking_uri, tmp)
@@ -68,8 +67,10 @@ def run(a) -> int:
     target = a.target or names[0]
     if target not in names:
         raise DataError(f"--target {target!r} is not a measurement of this twin; it has {names}")
-    h = read_history(a.history, meta, skip_unknown=a.skip_unknown_codes)
+    h = read_history_args(a, meta, "twinode-plan")
+    report_history(h)
     hist = (h.times, h.values, h.mask, h.static)
+    past = h.doses_until(h.anchor + a.horizon)
     obj = Objective(names.index(target), a.low, a.high, a.hypo_penalty, a.horizon)
     try:
         if a.optimise:
@@ -78,11 +79,11 @@ def run(a) -> int:
                 raise DataError(f"--dose {a.dose!r} is not an intervention of this twin; it has {inter}")
             base = read_candidates(a.base, meta, h.anchor)[0][1] if a.base else torch.zeros(0, 4)
             bounds = SafetyBounds(inter.index(a.dose), a.max_dose, a.min_spacing, a.max_total, a.increment)
-            best, how = optimise_plan(twin, hist, h.doses, base, obj, bounds, num_samples=a.samples, seed=a.seed)
+            best, how = optimise_plan(twin, hist, past, base, obj, bounds, num_samples=a.samples, seed=a.seed)
             ranked = [best]
             print(f"optimised by {how}", file=sys.stderr)
         else:
-            ranked = rank_plans(twin, hist, h.doses, read_candidates(a.candidates, meta, h.anchor), obj, a.samples, a.seed)
+            ranked = rank_plans(twin, hist, past, read_candidates(a.candidates, meta, h.anchor), obj, a.samples, a.seed)
     except torch.jit.Error as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         raise DataError(f"the twin refused the request: {lines[-1] if lines else exc}") from None

@@ -1,11 +1,12 @@
 """twinode-predict: forecast one patient under one or more treatment plans ("what if").
 
-    twinode-predict --model twin.pt|models:/NAME@ALIAS --history FILE --plan FILE [--plan FILE2 ...]
-                    --horizon H --out forecast.parquet [--plot forecast.png]
+    twinode-predict --model twin.pt|models:/NAME@ALIAS --history FILE|MEDS_DIR [--subject ID] [--time-origin T]
+                    --plan FILE [--plan FILE2 ...] --horizon H --out forecast.parquet [--plot forecast.png]
 
 The model is loaded with TorchScript only (no unpickling) and its weights are checked
 against the sha256 in its metadata. Output: long format, one row per (plan, time_h,
 measurement) with the predictive mean and a 5-95% interval from sampled trajectories.
+The history is read by the rules the twin was trained with (docs/export.md, "Reading events").
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from pathlib import Path
 import torch
 
 from twinode.cli.exits import exit_on_error
+from twinode.cli.history_args import add_history_args, read_history_args, report_history
 from twinode.errors import DataError
 
 
 def _args(argv):
     p = argparse.ArgumentParser(prog="twinode-predict", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="twin.pt, or models:/NAME@ALIAS (or models:/NAME/VERSION)")
-    p.add_argument("--history", required=True, help="one subject's events: subject_id,time,code,numeric_value (CSV or parquet; time in hours)")
+    add_history_args(p)
     p.add_argument("--plan", action="append", default=[], help="YAML/JSON list of future doses (name, time_h, amount, duration_h); repeat to compare")
     p.add_argument("--horizon", type=float, required=True, help="hours after the last observation")
     p.add_argument("--step", type=float, default=1.0, help="hours between forecast points (default 1)")
@@ -33,7 +35,6 @@ def _args(argv):
     p.add_argument("--samples", type=int, default=200, help="sampled trajectories for the interval (default 200)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tracking-uri", default=None, help="for models:/ URIs; default $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db")
-    p.add_argument("--skip-unknown-codes", action="store_true", help="skip (and count) history codes the twin does not know")
     a = p.parse_args(argv)
     if not 0 < a.horizon <= 10000:
         p.error(f"--horizon must be in (0, 10000] hours, got {a.horizon}")
@@ -117,11 +118,11 @@ def _plot(path: str, frame, history, meta: dict) -> None:
 def run(a) -> None:
     import polars as pl
 
-    from twinode.export.inputs import frame_rows, read_history, read_plan
+    from twinode.export.inputs import frame_rows, read_plan
 
     with tempfile.TemporaryDirectory() as tmp:
         twin, meta = load_model(a.model, a.tracking_uri, tmp)
-    history = read_history(a.history, meta, skip_unknown=a.skip_unknown_codes)
+    history = read_history_args(a, meta, "twinode-predict")
     plans = [read_plan(p, meta, history.anchor) for p in a.plan] or []
     if not plans:
         from twinode.export.inputs import Plan
@@ -133,8 +134,11 @@ def run(a) -> None:
     n = int(round(a.horizon / a.step))
     query = history.anchor + a.step * torch.arange(0, n + 1, dtype=torch.float32)
     frames = []
+    past = history.doses_until(float(query.max()))
     for plan in plans:
-        doses = torch.cat([history.doses, plan.doses])
+        if plan.notes:
+            print(f"plan {plan.label}: {dict(plan.notes)}", file=sys.stderr)
+        doses = torch.cat([past, plan.doses])
         doses = doses[torch.argsort(doses[:, 0], stable=True)]
         args = (history.times, history.values, history.mask, history.static, doses, query)
         mean, _ = _call(f"plan {plan.label}", twin.forecast, *args)
@@ -148,8 +152,7 @@ def run(a) -> None:
     if "risk" in meta.get("methods", []):
         p = _call("risk", twin.risk, history.times, history.values, history.mask, history.static, history.doses)
         print(f"risk of {', '.join(meta.get('outcomes', [])) or 'the outcome'} (from the history): {float(p):.3f}")
-    if history.skipped:
-        print(f"skipped history rows by code: {history.skipped}")
+    report_history(history)
     if a.plot:
         _plot(a.plot, frame, history, meta)
         print(f"plot: {a.plot}")

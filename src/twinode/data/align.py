@@ -21,10 +21,20 @@ from twinode.data.tensorize import map_codes
 _US_PER_HOUR = 3_600_000_000.0
 
 
-def align(events: pl.DataFrame, spec: FeatureSpec, dropped: Counter) -> pl.DataFrame:
-    """Return ``events`` with ``time`` as float64 hours from the window start, filtered to the window."""
+def align(events: pl.DataFrame, spec: FeatureSpec, dropped: Counter, *, window_hours: float | None = None,
+          start=None) -> pl.DataFrame:
+    """Return ``events`` with ``time`` as float64 hours from the window start, filtered to the window.
+
+    ``window_hours`` (default: the spec's) is the window's length; ``start`` (a timestamp for
+    absolute times, hours for relative ones) overrides the window start of every subject
+    (an inference ``--time-origin``)."""
     absolute = isinstance(events.schema["time"], pl.Datetime)
-    start = _window_starts(events, spec, absolute)
+    window_hours = spec.window_hours if window_hours is None else float(window_hours)
+    if start is None:
+        start = _window_starts(events, spec, absolute)
+    else:
+        start = events.select("subject_id").unique().with_columns(
+            pl.lit(start).cast(pl.Datetime("us") if absolute else pl.Float64).alias("_start"))
     ev = events.join(start, on="subject_id", how="left", maintain_order="left")
     n = ev["_start"].null_count()
     if n:
@@ -34,7 +44,7 @@ def align(events: pl.DataFrame, spec: FeatureSpec, dropped: Counter) -> pl.DataF
         hours = (pl.col("time") - pl.col("_start")).dt.total_microseconds().cast(pl.Float64) / _US_PER_HOUR
     else:
         hours = pl.col("time") - pl.col("_start")
-    ev = _pair_infusions(ev.with_columns(hours.alias("time")).drop("_start"), spec, dropped)
+    ev = _pair_infusions(ev.with_columns(hours.alias("time")).drop("_start"), spec)
 
     roles = map_codes(ev["code"].unique().drop_nulls().to_list(), spec).select("code", pl.col("role").alias("_role"))
     ev = ev.join(roles, on="code", how="left", maintain_order="left")
@@ -43,7 +53,7 @@ def align(events: pl.DataFrame, spec: FeatureSpec, dropped: Counter) -> pl.DataF
     reasons = {
         "null_time": series & t.is_null(),
         "before_window": series & (t < 0),
-        "after_window": series & (t > spec.window_hours),
+        "after_window": series & (t > window_hours),
         "static_after_start": (role == "static") & (t > 0),
     }
     flags = ev.select(**{k: v.fill_null(False) for k, v in reasons.items()})
@@ -68,7 +78,7 @@ def _window_starts(events: pl.DataFrame, spec: FeatureSpec, absolute: bool) -> p
     return timed.group_by("subject_id").agg(pl.col("time").min().alias("_start"))
 
 
-def _pair_infusions(ev: pl.DataFrame, spec: FeatureSpec, dropped: Counter) -> pl.DataFrame:
+def _pair_infusions(ev: pl.DataFrame, spec: FeatureSpec) -> pl.DataFrame:
     """``duration_h`` for infusion starts from the next ``end_code`` event of the same subject."""
     paired = [f for f in spec.interventions if f.end_code]
     if not paired:
@@ -78,7 +88,7 @@ def _pair_infusions(ev: pl.DataFrame, spec: FeatureSpec, dropped: Counter) -> pl
     ev = ev.with_row_index("_i")
     codes = ev["code"].unique().drop_nulls().to_list()
     for f in paired:
-        mine = [c for c in codes if f.matches(c)]
+        mine = [c for c in codes if spec.resolve(c) is f]
         starts = ev.filter(pl.col("code").is_in(mine) & pl.col("time").is_not_null())
         ends = ev.filter((pl.col("code") == f.end_code) & pl.col("time").is_not_null()).select(
             "subject_id", pl.col("time").alias("_end"), pl.col("time").alias("_t"))
@@ -86,9 +96,7 @@ def _pair_infusions(ev: pl.DataFrame, spec: FeatureSpec, dropped: Counter) -> pl
             continue
         got = starts.sort("time").join_asof(ends.sort("_t"), left_on="time", right_on="_t", by="subject_id", check_sortedness=False, allow_exact_matches=False,
                                             strategy="forward").select("_i", (pl.col("_end") - pl.col("time")).alias("_d"))
-        unmatched = got["_d"].null_count()
-        if unmatched:
-            dropped[f"infusion_without_end:{f.name}"] += unmatched  # kept as a zero-length dose, counted
+        # Unmatched starts keep a null duration: rules.finish_doses decides (and counts) them.
         ev = ev.join(got, on="_i", how="left", maintain_order="left").with_columns(
             pl.coalesce("_d", "duration_h").alias("duration_h")).drop("_d")
     return ev.drop("_i")

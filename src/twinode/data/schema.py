@@ -24,6 +24,8 @@ TRANSFORMS = ("identity", "log1p")
 DUPLICATE_POLICIES = ("mean", "last", "first", "max", "min")
 OUT_OF_RANGE_POLICIES = ("drop", "reject")
 INTERVENTION_KINDS = ("bolus", "infusion")
+DOSE_VALUES = ("total", "rate")  # what an intervention event's numeric_value means
+RATE_PER = {"h": 1.0, "min": 60.0}  # a rate's time unit -> its factor to per hour
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,11 @@ class Feature:
     # Infusions only: the exact code that stops the infusion (e.g. INFUSION_END//221906). Each
     # start is paired with the next stop of the same subject to give its duration.
     end_code: str | None = None
+    # Interventions: an event's value is the ``total`` amount (default) or, for infusions, a
+    # ``rate`` per hour (``rate_per: h``) or per minute (``min``); the reader turns a rate into
+    # the contract's total amount over the duration (see data/events.py).
+    value: str = "total"
+    rate_per: str = "h"
 
     def __post_init__(self):
         _check_choice(f"features.{self.name}.role", self.role, ROLES)
@@ -60,6 +67,10 @@ class Feature:
                 re.compile(self.code)
             except re.error as exc:
                 raise ConfigError(f"features.{self.name}.code", self.code, hint=f"not a valid regex: {exc}") from exc
+        _check_choice(f"features.{self.name}.value", self.value, DOSE_VALUES)
+        _check_choice(f"features.{self.name}.rate_per", self.rate_per, tuple(RATE_PER))
+        if self.value == "rate" and (self.role != "intervention" or self.kind != "infusion"):
+            raise ConfigError(f"features.{self.name}.value", self.value, hint="value: rate is for interventions of kind: infusion")
         if self.effect_peak_h is not None and not self.effect_peak_h > 0:
             raise ConfigError(f"features.{self.name}.effect_peak_h", self.effect_peak_h, hint="hours > 0, or null for the default")
         if self.end_code is not None and (self.role != "intervention" or self.kind != "infusion"):
@@ -75,6 +86,14 @@ class Feature:
         if self.match == "prefix":
             return code.startswith(self.code)
         return re.fullmatch(self.code, code) is not None
+
+    @property
+    def amount_unit(self) -> str:
+        """The unit of the contract's ``amount`` (a total): ``U/h`` -> ``U``, ``mcg/kg/min`` -> ``mcg/kg``."""
+        if self.value != "rate":
+            return self.unit
+        suffix = "/" + self.rate_per
+        return self.unit[: -len(suffix)] if self.unit.endswith(suffix) else f"({self.unit})*{self.rate_per}"
 
 
 def _check_choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -143,9 +162,14 @@ class FeatureSpec:
         return self.by_role("outcome")
 
     def resolve(self, code: str) -> Feature | None:
-        """The first feature whose code pattern matches ``code``; exact matches win."""
+        """The feature an event code belongs to: an exact code wins, then a feature's own name,
+        then the first prefix/regex pattern in feature order. Training and every inference
+        path resolve codes with this one function."""
         for f in self.features:
             if f.match == "exact" and f.code == code:
+                return f
+        for f in self.features:
+            if f.name == code:
                 return f
         for f in self.features:
             if f.match != "exact" and f.matches(code):

@@ -1,8 +1,10 @@
 """Events -> per-subject packed arrays, and the normalisation fitted on the train split.
 
 Each subject keeps its own time points (no union across subjects). Measurements are
-transformed (e.g. log1p) here; normalisation is applied later with statistics fitted on
-the train split only, and travels with the exported model.
+transformed (e.g. log1p) here for training (``transform=False`` keeps original units, as the
+inference readers need); normalisation is applied later with statistics fitted on the train
+split only, and travels with the exported model. The event rules (ranges, duplicates, doses)
+are those of :mod:`twinode.data.rules`, shared with every inference path.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from twinode.data.rules import finish_doses
 from twinode.data.schema import FeatureSpec
 from twinode.errors import DataError
 
@@ -59,12 +62,15 @@ def _bounds(ids: np.ndarray, subjects: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return np.searchsorted(ids, subjects, "left"), np.searchsorted(ids, subjects, "right")
 
 
-def tensorize(events: pl.DataFrame, spec: FeatureSpec, source: str = "<events>") -> tuple[list[SubjectRecord], TensorizeReport]:
+def tensorize(events: pl.DataFrame, spec: FeatureSpec, source: str = "<events>", *, transform: bool = True,
+              until_h: float | None = None) -> tuple[list[SubjectRecord], TensorizeReport]:
     """Group long events into one SubjectRecord per subject (vectorised over all subjects).
 
     ``events`` needs ``subject_id, time (float hours), code, numeric_value``. Codes with no
     role are counted as ``unmapped_code``; out-of-range values are dropped and counted or
     rejected, as the feature says; rows with no value are counted as ``missing_value``.
+    ``transform=False`` keeps measurements in original units; ``until_h`` (default: the
+    spec's ``window_hours``) is where open rate infusions end.
     """
     missing = [c for c in ("subject_id", "time", "code", "numeric_value") if c not in events.columns]
     if missing:
@@ -83,8 +89,8 @@ def tensorize(events: pl.DataFrame, spec: FeatureSpec, source: str = "<events>")
     ev = ev.sort(["subject_id", "time"], maintain_order=True, nulls_last=False)
     subjects = ev["subject_id"].unique(maintain_order=True).to_numpy()
 
-    times, values, mask, meas_b = _measurements(ev, spec, report, subjects)
-    doses, dose_b = _doses(ev, spec, report, subjects)
+    times, values, mask, meas_b = _measurements(ev, spec, report, subjects, transform)
+    doses, dose_b = _doses(ev, spec, report, subjects, spec.window_hours if until_h is None else until_h, source)
     static = _statics(ev, spec, report, subjects)
     outcome = _outcomes(ev, subjects)
 
@@ -150,7 +156,7 @@ def _combine_same_time(ch: np.ndarray, v: np.ndarray, start: np.ndarray, policie
     return out
 
 
-def _measurements(ev, spec, report, subjects):
+def _measurements(ev, spec, report, subjects, transform: bool = True):
     feats = spec.measurements
     D = len(feats)
     # Stable sort: rows at the same time keep their input order, which "first"/"last" rely on.
@@ -169,7 +175,7 @@ def _measurements(ev, spec, report, subjects):
         report.dropped[f"duplicate_combined:{feats[c].name}"] += int(dups[c])
     sid, t, ch, same_time = sid[run], t[run], ch[run], same_time[run]
     for c, f in enumerate(feats):
-        if f.transform != "identity":
+        if transform and f.transform != "identity":
             sel = ch == c
             v[sel] = _transform(v[sel], f.transform)
     new = ~same_time
@@ -181,17 +187,18 @@ def _measurements(ev, spec, report, subjects):
     return t[new].astype(np.float32), values, mask, _bounds(sid[new], subjects)
 
 
-def _doses(ev, spec, report, subjects):
+def _doses(ev, spec, report, subjects, until_h: float, source: str = "<events>"):
     d = _drop_unusable(ev.filter(pl.col("role") == "intervention"), report)
-    doses = np.zeros((d.height, 4), np.float32)
-    if d.height:
-        doses[:, 0] = d["time"].to_numpy()
-        doses[:, 1] = d["channel"].to_numpy()
-        doses[:, 2] = d["numeric_value"].to_numpy()
-        # Infusions carry their duration in an optional column; boluses have duration 0.
-        if "duration_h" in d.columns:
-            infusion = np.array([f.kind == "infusion" for f in spec.interventions])[d["channel"].to_numpy()]
-            doses[:, 3] = np.where(infusion, d["duration_h"].fill_null(0.0).to_numpy(), 0.0)
+    neg = d.filter(pl.col("numeric_value") < 0)
+    if neg.height:
+        row = neg.row(0, named=True)
+        raise DataError(f"a dose amount must be >= 0, got {row['numeric_value']}", file=row.get("_file", source),
+                        subject=row["subject_id"], code=row["code"], row=row.get("_row"), hint="remove the row or correct its sign")
+    # Durations come from an optional column or a paired end event; NaN = none given (see rules.finish_doses).
+    dur = (d["duration_h"].cast(pl.Float64).fill_null(float("nan")).to_numpy() if "duration_h" in d.columns
+           else np.full(d.height, np.nan))
+    doses = finish_doses(d["subject_id"].to_numpy(), d["time"].to_numpy(), d["channel"].to_numpy(),
+                         d["numeric_value"].to_numpy(), dur, spec.interventions, until_h, report.dropped)
     return doses, _bounds(d["subject_id"].to_numpy(), subjects)
 
 

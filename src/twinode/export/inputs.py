@@ -1,23 +1,27 @@
 """Turn a one-subject event history and dose plans into the tensors of the twin's contract.
 
-Codes are mapped to channels with the twin's own metadata (each feature's name, code and
-match kind), so the twin file alone decides what a history means. Nothing is dropped
-silently: an unknown code is an error unless the caller allows skipping (then counted).
+A history is read by :func:`twinode.data.events.read_subject` with the FeatureSpec the twin
+was trained with (from its ``twinode.json``), so it means what the same events meant in
+training: same code matching, valid ranges, duplicate rule, dose rules and window. Nothing is
+dropped silently: dropped rows are counted by reason, an unknown code is an error unless the
+caller allows skipping (then counted).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import torch
 import yaml
 
-from twinode.data.readers import read_events
+from twinode.data.events import SubjectEvents, read_subject
+from twinode.data.rules import spec_from_meta
 from twinode.errors import DataError
 
 PLAN_FIELDS = ("name", "time_h", "amount", "duration_h")
@@ -26,93 +30,50 @@ PLAN_FIELDS = ("name", "time_h", "amount", "duration_h")
 @dataclass
 class History:
     times: torch.Tensor  # [N]
-    values: torch.Tensor  # [N, D]
+    values: torch.Tensor  # [N, D] original units
     mask: torch.Tensor  # [N, D]
     static: torch.Tensor  # [S], NaN = unknown
-    doses: torch.Tensor  # [M, 4] past doses
+    doses: torch.Tensor  # [M, 4] past doses (open rate infusions run to the window's end)
     subject_id: int
     skipped: dict[str, int] = field(default_factory=dict)  # code -> rows skipped
+    dropped: Counter = field(default_factory=Counter)  # reason -> rows not used (or noted)
+    warnings: list[str] = field(default_factory=list)
+    source: SubjectEvents | None = None
 
     @property
     def anchor(self) -> float:
         return float(self.times[-1]) if len(self.times) else 0.0
+
+    def doses_until(self, until_h: float) -> torch.Tensor:
+        """Past doses with open rate infusions running to ``max(window_hours, until_h)``."""
+        if self.source is None:
+            return self.doses
+        return torch.from_numpy(np.ascontiguousarray(self.source.doses_until(until_h), np.float32)).reshape(-1, 4)
 
 
 @dataclass
 class Plan:
     label: str
     doses: torch.Tensor  # [M, 4]
+    notes: Counter = field(default_factory=Counter)
 
 
-def _matches(feature: dict, code: str) -> bool:
-    kind, pattern = feature.get("match", "exact"), feature.get("code", feature["name"])
-    if code == feature["name"]:
-        return True
-    if kind == "prefix":
-        return code.startswith(pattern)
-    if kind == "regex":
-        return re.fullmatch(pattern, code) is not None
-    return code == pattern
+def history_from_subject(sub: SubjectEvents) -> History:
+    r = sub.record
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a, np.float32))  # noqa: E731
+    return History(t(r.times), t(r.values), t(r.mask), t(r.static), t(r.doses).reshape(-1, 4), sub.subject_id,
+                   dict(sub.skipped), Counter(sub.dropped), list(sub.warnings), sub)
 
 
-def _resolver(meta: dict):
-    roles = [("measurement", meta["measurements"]), ("static", meta["statics"]), ("intervention", meta["interventions"])]
-    cache: dict[str, tuple[str, int] | None] = {}
+def read_history(path: str | Path, meta: dict, *, skip_unknown: bool | None = False, subject: int | None = None,
+                 time_origin=None, window_hours: float | None = None, command: str = "twinode-predict") -> History:
+    """One subject's events (CSV/parquet in hours or timestamps, or a MEDS folder) -> :class:`History`.
 
-    def resolve(code: str) -> tuple[str, int] | None:
-        if code not in cache:
-            cache[code] = next(((role, i) for role, feats in roles for i, f in enumerate(feats) if _matches(f, code)), None)
-        return cache[code]
-
-    return resolve
-
-
-def read_history(path: str | Path, meta: dict, *, skip_unknown: bool = False) -> History:
-    raw = read_events(path)
-    ev = raw.events
-    if raw.time_is_absolute:
-        raise DataError("history times are timestamps; twinode-predict expects hours since the stay's start (numbers)",
-                        file=str(path), hint="convert time to hours since admission")
-    subjects = ev["subject_id"].unique().to_list()
-    if len(subjects) != 1:
-        raise DataError(f"history must hold one subject, found {len(subjects)}: {sorted(subjects)[:10]}", file=str(path))
-    resolve = _resolver(meta)
-    outcomes = set(meta.get("outcomes", []))
-    n_meas, n_stat = len(meta["measurements"]), len(meta["statics"])
-    obs: dict[float, dict[int, float]] = {}
-    static = torch.full((n_stat,), float("nan"))
-    doses, skipped = [], {}
-    has_dur = "duration_h" in ev.columns
-    for r in ev.iter_rows(named=True):
-        code, t, v = r["code"], r["time"], r["numeric_value"]
-        where = dict(file=str(path), subject=r["subject_id"], code=code, row=r["_row"])
-        hit = resolve(code)
-        if hit is None:
-            if code in outcomes or skip_unknown:
-                skipped[code] = skipped.get(code, 0) + 1
-                continue
-            known = [f["name"] for f in meta["measurements"] + meta["statics"] + meta["interventions"]]
-            raise DataError(f"unknown code {code!r}; this twin knows {known}", **where,
-                            hint="pass --skip-unknown-codes to skip (and count) such rows")
-        if t is None or not math.isfinite(t):
-            raise DataError("time is missing or not finite", **where)
-        if v is None or not math.isfinite(v):
-            raise DataError("numeric_value is missing or not finite", **where)
-        role, i = hit
-        if role == "measurement":
-            obs.setdefault(float(t), {})[i] = float(v)  # same time and code: the last row wins
-        elif role == "static":
-            static[i] = float(v)
-        else:
-            dur = r["duration_h"] if has_dur and r["duration_h"] is not None else 0.0
-            doses.append([float(t), float(i), float(v), float(dur)])
-    times = sorted(obs)
-    values, mask = torch.zeros(len(times), n_meas), torch.zeros(len(times), n_meas)
-    for k, t in enumerate(times):
-        for i, v in obs[t].items():
-            values[k, i], mask[k, i] = v, 1.0
-    return History(torch.tensor(times, dtype=torch.float32), values, mask, static,
-                   torch.tensor(doses, dtype=torch.float32).reshape(-1, 4), int(subjects[0]), skipped)
+    ``skip_unknown=None`` skips unknown codes in timestamped (MEDS) data and refuses them in
+    hour-valued files; see :func:`twinode.data.events.read_subject` for the other options."""
+    sub = read_subject(path, spec_from_meta(meta), subject=subject, time_origin=time_origin, window_hours=window_hours,
+                       skip_unknown=skip_unknown, command=command)
+    return history_from_subject(sub)
 
 
 def read_yaml_or_json(path: str | Path, what: str):
@@ -148,6 +109,22 @@ def dose_row(d, k: int, names: dict, anchor: float, where: dict) -> list[float]:
     return [t, float(names[d["name"]]), amount, dur]
 
 
+def bolus_rows(doses: torch.Tensor, meta: dict, notes: Counter | None = None) -> torch.Tensor:
+    """The bolus rule on contract rows: a bolus channel's duration is ignored (and counted)."""
+    kinds = [f.get("kind", "bolus") for f in meta["interventions"]]
+    if not doses.shape[0]:
+        return doses
+    bolus = torch.tensor([kinds[int(c)] == "bolus" for c in doses[:, 1].tolist()], dtype=torch.bool)
+    hit = bolus & (doses[:, 3] > 0)
+    if bool(hit.any()):
+        if notes is not None:
+            for c in doses[hit, 1].tolist():
+                notes[f"bolus_duration_ignored:{meta['interventions'][int(c)]['name']}"] += 1
+        doses = doses.clone()
+        doses[hit, 3] = 0.0
+    return doses
+
+
 def read_plan(path: str | Path, meta: dict, anchor: float) -> Plan:
     """A plan: a YAML/JSON list of doses ``{name, time_h, amount, duration_h}``, or a mapping
     ``{label: ..., doses: [...]}``. Times are on the history's clock and not before its end."""
@@ -161,7 +138,9 @@ def read_plan(path: str | Path, meta: dict, anchor: float) -> Plan:
         raise DataError(f"plan must be a list of doses {list(PLAN_FIELDS)}, got {type(data).__name__}", file=str(path))
     names = {f["name"]: i for i, f in enumerate(meta["interventions"])}
     rows = [dose_row(d, k, names, anchor, dict(file=str(path), row=k)) for k, d in enumerate(data)]
-    return Plan(label, torch.tensor(rows, dtype=torch.float32).reshape(-1, 4))
+    notes: Counter = Counter()
+    doses = bolus_rows(torch.tensor(rows, dtype=torch.float32).reshape(-1, 4), meta, notes)
+    return Plan(label, doses, notes)
 
 
 def frame_rows(plan: str, query: torch.Tensor, mean: torch.Tensor, samples: torch.Tensor, meta: dict,

@@ -10,12 +10,21 @@ Requests are plain JSON-like records that use the dataset's own names:
   "static": [{"name": "AGE", "value": 64.0}], "plan": [{"name": "VASO", "time_h": 5.0,
   "amount": 8.0, "duration_h": 0.0}], "query_times": [6.0, 12.0]}``.
 The answer has one record per (request, query time, measurement): mean, std and a 5-95% interval.
+
+Requests are read by the rules the twin was trained with, taken from the ``events`` block of
+its ``twinode.json`` (the same rules as ``twinode.data.rules``, restated here because this
+file may not import twinode): names or codes resolve as in training, values outside a
+feature's ``valid_range`` are dropped (or refused for ``out_of_range: reject``), exact
+duplicates are dropped and same-time readings of a measurement combined by its
+``duplicates`` policy, a negative dose is refused and a bolus's duration is ignored. Plan
+amounts are the contract's totals.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import mlflow
 import torch
@@ -68,31 +77,97 @@ def _sha256(module) -> str:
     return h.hexdigest()
 
 
+def _features(meta: dict) -> list[dict]:
+    """Every feature with its role and channel, from the twin's reader policies (older twins: the lists)."""
+    spec = (meta.get("events") or {}).get("spec")
+    if spec:
+        feats = [dict(f) for f in spec["features"]]
+    else:
+        feats = [dict(f, role=r) for r, k in (("measurement", "measurements"), ("intervention", "interventions"),
+                                                ("static", "statics")) for f in meta[k]]
+    seen: dict[str, int] = {}
+    for f in feats:
+        f["channel"] = seen.get(f["role"], 0)
+        seen[f["role"]] = f["channel"] + 1
+    return feats
+
+
+def _resolve(feats: list[dict], code: str):
+    """An exact code, then a feature's name, then the first prefix/regex pattern (as in training)."""
+    for f in feats:
+        if f.get("match", "exact") == "exact" and f.get("code", f["name"]) == code:
+            return f
+    for f in feats:
+        if f["name"] == code:
+            return f
+    for f in feats:
+        kind, pattern = f.get("match", "exact"), f.get("code", f["name"])
+        if (kind == "prefix" and code.startswith(pattern)) or (kind == "regex" and re.fullmatch(pattern, code)):
+            return f
+    return None
+
+
+def _in_range(f: dict, value: float, where: str) -> bool:
+    rng = f.get("valid_range")
+    if rng is None or value != value or rng[0] <= value <= rng[1]:
+        return True
+    if f.get("out_of_range", "drop") == "reject":
+        raise ValueError(f"{where}: {f['name']} value {value} outside valid_range {list(rng)}")
+    return False
+
+
+def _combine(values: list[float], policy: str) -> float:
+    if policy == "first":
+        return values[0]
+    if policy == "last":
+        return values[-1]
+    if policy == "max":
+        return max(values)
+    if policy == "min":
+        return min(values)
+    return sum(values) / len(values)
+
+
 def request_tensors(req: ForecastRequest, meta: dict, index: int = 0) -> tuple[torch.Tensor, ...]:
-    """One request -> the tensors of ``forecast`` (shared with twinode-predict's checks by name)."""
+    """One request -> the tensors of ``forecast``, by the twin's reader rules (see the module doc)."""
     where = f"request {index}"
-    meas = {m["name"]: i for i, m in enumerate(meta["measurements"])}
-    stat = {m["name"]: i for i, m in enumerate(meta["statics"])}
-    ints = {m["name"]: i for i, m in enumerate(meta["interventions"])}
-    times = sorted({o.time for o in req.history})
-    row = {t: i for i, t in enumerate(times)}
-    values = torch.zeros(len(times), len(meas))
-    mask = torch.zeros(len(times), len(meas))
+    feats = _features(meta)
+    n_meas, n_stat = len(meta["measurements"]), len(meta["statics"])
+    names = lambda role: sorted(f["name"] for f in feats if f["role"] == role)  # noqa: E731
+    cells: dict[tuple[float, int], list[float]] = {}
+    seen = set()
     for o in req.history:
-        if o.name not in meas:
-            raise ValueError(f"{where}: history name {o.name!r} is not a measurement of this twin; expected one of {sorted(meas)}")
-        values[row[o.time], meas[o.name]] = o.value
-        mask[row[o.time], meas[o.name]] = 1.0
-    static = torch.full((len(stat),), float("nan"))
+        f = _resolve(feats, o.name)
+        if f is None or f["role"] != "measurement":
+            raise ValueError(f"{where}: history name {o.name!r} is not a measurement of this twin; expected one of {names('measurement')}")
+        if (o.time, o.name, o.value) in seen:  # an exact duplicate row
+            continue
+        seen.add((o.time, o.name, o.value))
+        if _in_range(f, o.value, where):
+            cells.setdefault((o.time, f["channel"]), []).append(o.value)
+    times = sorted({t for t, _ in cells})
+    row = {t: i for i, t in enumerate(times)}
+    values, mask = torch.zeros(len(times), n_meas), torch.zeros(len(times), n_meas)
+    policies = [f.get("duplicates", "mean") for f in feats if f["role"] == "measurement"]
+    for (t, c), vs in cells.items():
+        values[row[t], c] = _combine(vs, policies[c])
+        mask[row[t], c] = 1.0
+    static = torch.full((n_stat,), float("nan"))
     for s in req.static:
-        if s.name not in stat:
-            raise ValueError(f"{where}: static name {s.name!r} is not a static of this twin; expected one of {sorted(stat)}")
-        static[stat[s.name]] = s.value
+        f = _resolve(feats, s.name)
+        if f is None or f["role"] != "static":
+            raise ValueError(f"{where}: static name {s.name!r} is not a static of this twin; expected one of {names('static')}")
+        if _in_range(f, s.value, where):
+            static[f["channel"]] = s.value
     doses = torch.zeros(len(req.plan), 4)
     for k, d in enumerate(req.plan):
-        if d.name not in ints:
-            raise ValueError(f"{where}: plan name {d.name!r} is not an intervention of this twin; expected one of {sorted(ints)}")
-        doses[k] = torch.tensor([d.time_h, float(ints[d.name]), d.amount, d.duration_h])
+        f = _resolve(feats, d.name)
+        if f is None or f["role"] != "intervention":
+            raise ValueError(f"{where}: plan name {d.name!r} is not an intervention of this twin; expected one of {names('intervention')}")
+        if d.amount < 0 or d.duration_h < 0:
+            raise ValueError(f"{where}: plan dose {k} ({d.name}): amount and duration_h must be >= 0, got {d.amount}, {d.duration_h}")
+        dur = d.duration_h if f.get("kind", "bolus") == "infusion" else 0.0  # a bolus is given at its time
+        doses[k] = torch.tensor([d.time_h, float(f["channel"]), d.amount, dur])
     return (torch.tensor(times, dtype=torch.float32), values, mask, static, doses,
             torch.tensor(req.query_times, dtype=torch.float32))
 

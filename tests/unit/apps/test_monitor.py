@@ -76,7 +76,7 @@ def test_alert_rule_threshold_direction_and_consecutive():
 def test_monitor_scores_each_reading_and_alerts_on_an_outlier(glucose_twin, rows_of):
     twin, meta = glucose_twin
     rows = rows_of(40)
-    rows.append({"time": 40 / 12, "code": "CGM", "value": 600.0})  # far outside the band
+    rows.append({"time": 40 / 12, "code": "CGM", "value": 395.0})  # far outside the band, inside valid_range
     rows.append({"time": 41 / 12, "code": "CGM", "value": 130.0})
     mon = Monitor(twin, meta, AlertRule(threshold=4.0, warmup=3), num_samples=8)
     scored = list(mon.run_stream(EventStream((json.dumps(r) for r in rows), meta)))
@@ -89,3 +89,12 @@ def test_monitor_scores_each_reading_and_alerts_on_an_outlier(glucose_twin, rows
     mon2 = Monitor(twin, meta, AlertRule(threshold=4.0, consecutive=2), num_samples=8)
     scored2 = list(mon2.run_stream(EventStream((json.dumps(r) for r in rows), meta)))
     assert not scored2[-2].alert
+
+
+def test_a_reading_outside_valid_range_is_dropped_and_counted_not_scored(glucose_twin, rows_of):
+    twin, meta = glucose_twin
+    rows = rows_of(12) + [{"time": 1.0, "code": "CGM", "value": 600.0}]  # CGM valid_range is [39, 400]
+    stream = EventStream((json.dumps(r) for r in rows), meta)
+    scored = list(Monitor(twin, meta, AlertRule(warmup=3), num_samples=0).run_stream(stream))
+    assert 600.0 not in [s.value for s in scored] and len(scored) == 12 - 3
+    assert stream.dropped == {"out_of_range:CGM": 1}
