@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from twinode.data.rules import event_policies
 from twinode.data.schema import FeatureSpec
 from twinode.errors import ExportError
 from twinode.export.checks import MAX_SPAN_H
@@ -61,6 +62,7 @@ def export_metadata(predictor: TwinPredictor, spec: FeatureSpec, normaliser: dic
         "weights_sha256": weights_sha256(predictor),
         "methods": ["forecast", "sample", "forecast_batch"] + (["risk"] if predictor.has_risk else []),
         "max_query_span_h": MAX_SPAN_H,
+        "events": event_policies(spec),  # the reader's rules and full FeatureSpec (docs/export.md)
     }
 
 
