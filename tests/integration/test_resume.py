@@ -120,3 +120,28 @@ def test_ckpt_path_last_and_explicit_file(tmp_path):
     assert resume_point(False, str(tmp_path / "checkpoints" / "last.ckpt"), tmp_path / "new").mlflow_run_id == "abc"
     with pytest.raises(ConfigError, match="ckpt_path"):
         resume_point(False, str(tmp_path / "missing.ckpt"), tmp_path)
+
+
+@pytest.mark.slow
+def test_resuming_a_finished_run_adds_no_version_and_a_truncated_checkpoint_fails_cleanly(tmp_path):
+    overrides = TINY + ["trainer.max_epochs=1", f"hydra.run.dir={tmp_path}/out", "registry.model_name=twinode-resume"]
+    run_train(tmp_path, overrides)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client, runs = runs_of(uri)
+    assert len(client.search_model_versions("name = 'twinode-resume'")) == 1
+
+    run_train(tmp_path, overrides + ["resume=true"])  # nothing left to train: same run, same version
+    client, runs = runs_of(uri)
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert len(client.search_model_versions("name = 'twinode-resume'")) == 1
+
+    last = tmp_path / "out" / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:2000])
+    out = subprocess.run(train_cmd(*overrides, "resume=true"), cwd=tmp_path, env=env_for(tmp_path),
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 2, out.stderr[-3000:]
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert lines[-1].startswith("error: config key 'resume'") and "corrupted or truncated" in lines[-1]
+    assert "Traceback" not in out.stderr
+    client, runs = runs_of(uri)
+    assert runs[0].info.status == "FINISHED"  # the tracked run is left as it was, not FAILED
