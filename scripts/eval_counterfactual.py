@@ -3,7 +3,10 @@
 For each held-out subject: history = factual CGM up to the branch (hour 18), plan = the
 factual insulin or one of the alternative arms (no bolus, double bolus, basal suspended,
 double basal) from there; the twin's 6-h forecast is scored against the simulator's
-noise-free truth, next to last observation carried forward.
+noise-free truth, next to the same twin blind to the plan change (given the factual plan on
+every arm), last observation carried forward, and the bolus-calculator rule (the last reading
+plus -CF x the changed insulin that has acted; twinode.evaluation.bolus_rule). Prints the full
+table, then effect and 2-h errors as ratios to the plan-blind and LOCF errors.
 
     .venv/bin/python scripts/eval_counterfactual.py --twin out/twin.pt --cohort COHORT_DIR \
         [--spec glucose] [--out results.json]
@@ -20,7 +23,7 @@ import sys
 import torch
 
 from twinode.cli.data import load_spec
-from twinode.data.simulators.glucose_eval import forecast_arms, markdown, score
+from twinode.data.simulators.glucose_eval import forecast_arms, markdown, score, summary_markdown
 from twinode.errors import TwinodeError
 from twinode.export.torchscript import load_twin
 
@@ -40,6 +43,7 @@ def main() -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     print(markdown(rows))
+    print(summary_markdown(rows))
     if args.out:
         with open(args.out, "w") as fh:
             json.dump({"twin": args.twin, "cohort": args.cohort, "run_id": meta.get("training_run_id"), "rows": rows}, fh, indent=1)

@@ -171,11 +171,49 @@ def test_a_twin_trains_on_the_cohort(cohort, tmp_path):
     for a in arms:
         assert a.truth.shape == a.forecasts["twin"].shape == (1, 72) and np.isfinite(a.forecasts["twin"]).all()
     rows = score(arms)
-    assert len(rows) == 2 * len(arms) and all(np.isfinite(r["rmse_6h"]) for r in rows)
-    # LOCF sees the same history under every plan, so it misses each arm's whole effect.
+    assert {r["forecaster"] for r in rows} == {"twin", "twin_plan_blind", "locf", "bolus_rule"}
+    assert len(rows) == 4 * len(arms) and all(np.isfinite(r["rmse_6h"]) for r in rows)
+    # LOCF and the plan-blind twin see the same inputs under every plan, so they miss each arm's whole effect.
     for r in rows:
-        if r["forecaster"] == "locf" and r["arm"] != "factual":
+        if r["forecaster"] in ("locf", "twin_plan_blind") and r["arm"] != "factual":
             assert r["effect_rmse_6h"] == pytest.approx(r["true_effect_rms_6h"], rel=1e-9)
+
+
+def test_insulin_per_minute_and_the_bolus_rule_on_the_arms(cohort):
+    """The arms' insulin differs from the factual plan only after the branch, by the arm's
+    factors; the rule turns less insulin into higher glucose and more into lower."""
+    from twinode.data.simulators.glucose_eval import insulin_per_minute
+    from twinode.evaluation.bolus_rule import rule_effect
+
+    arms = pl.read_parquet(cohort / "counterfactual" / "metadata" / "arms.parquet")
+    branch = int(arms["branch_minute"][0])
+    held = sorted(arms["factual_subject_id"].unique().to_list())
+    patients = pl.read_parquet(cohort / "metadata" / "patients.parquet").sort("subject_id")
+    basal = dict(zip(patients["subject_id"].to_list(), patients["basal_u_per_h"].to_list()))
+    cf = np.array([dict(zip(patients["subject_id"].to_list(), patients["cf_mg_dl_per_u"].to_list()))[i] for i in held])
+    T = DAYS * 1440
+    fact = insulin_per_minute(cohort, held, T)
+    bolus_ev = _events(cohort).filter(pl.col("code") == BOLUS)
+    for k, sid in enumerate(held):
+        given = bolus_ev.filter(pl.col("subject_id") == sid)["numeric_value"].to_numpy().sum()
+        assert fact[k].sum() == pytest.approx(given + basal[sid] * T / 60.0, rel=1e-5)
+    query = branch + 5 * np.arange(1, 73)
+    for arm, (bolus_factor, basal_factor) in ARMS.items():
+        ids = arms.filter(pl.col("arm") == arm).sort("factual_subject_id")["subject_id"].to_list()
+        change = insulin_per_minute(cohort / "counterfactual", ids, T) - fact
+        assert np.abs(change[:, :branch]).max() == 0
+        basal_min = np.array([basal[i] / 60.0 for i in held])[:, None]
+        boluses = fact[:, branch:] - basal_min  # the factual boluses after the branch
+        expected = (bolus_factor - 1.0) * boluses + (basal_factor - 1.0) * basal_min
+        np.testing.assert_allclose(change[:, branch:], expected, atol=1e-5)
+        effect = rule_effect(change, cf, query)
+        assert effect.shape == (len(held), 72)
+        total = change.sum(1)
+        moved = np.abs(total) > 0.05
+        assert moved.any()
+        # Less insulin -> glucose higher; more -> lower; zero change -> no effect.
+        np.testing.assert_array_equal(np.sign(effect[moved, -1]), -np.sign(total[moved]))
+        assert np.all(effect[~moved, -1] == pytest.approx(0.0, abs=0.05 * cf.max()))
 
 
 def test_scores_a_perfect_and_a_plan_blind_forecaster():

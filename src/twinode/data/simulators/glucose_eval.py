@@ -7,11 +7,18 @@ against the truth at 30 min, 2 h and 6 h, and over the whole 6-h horizon for tim
 (70-180 mg/dL) and Clarke error grid zones. The *effect* error compares the predicted
 difference between an arm and the factual plan with the true difference: a forecaster that
 ignores the plan (last observation carried forward) has effect 0 and pays the whole effect.
+
+Forecasters: ``twin`` (the twin under the arm's plan), ``twin_plan_blind`` (the same twin
+given the factual plan on every arm: its own forecast, blind to the change), ``locf`` (the
+last reading) and ``bolus_rule`` (the last reading plus the bolus-calculator rule's effect of
+the arm's insulin change with the patient's true correction factor,
+:mod:`twinode.evaluation.bolus_rule`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +27,8 @@ import torch
 
 HORIZONS_H = (0.5, 2.0, 6.0)
 STEP_H = 5.0 / 60.0
+EPOCH = datetime(2021, 1, 4)  # minute 0 of every simulated subject (glucose_cohort.EPOCH)
+BOLUS, BASAL, BASAL_END = "INSULIN//BOLUS//U", "INSULIN//BASAL//U/h", "INSULIN//BASAL_END"
 
 
 def clarke_zones(reference: np.ndarray, predicted: np.ndarray) -> np.ndarray:
@@ -63,8 +72,36 @@ def _truth(path: Path, ids: list[int], minutes: np.ndarray) -> np.ndarray:
     return np.stack([out[i] for i in ids])
 
 
+def insulin_per_minute(path: Path, ids: list[int], n_minutes: int) -> np.ndarray:
+    """Insulin (U) given in each minute ``0..n_minutes-1`` per subject, from the raw events of a
+    simulated cohort folder: boluses at their minute, basal rates (U/h) / 60 in every minute of
+    their segment (a rate runs until its ``INSULIN//BASAL_END`` or the next rate)."""
+    ev = pl.read_parquet(sorted(path.glob("data/*/*.parquet")))
+    ev = ev.filter(pl.col("subject_id").is_in(ids) & pl.col("code").is_in([BOLUS, BASAL, BASAL_END]))
+    ev = ev.with_columns(((pl.col("time") - pl.lit(EPOCH)).dt.total_seconds() // 60).cast(pl.Int64).alias("minute"))
+    # Within a minute, an end comes before a new rate.
+    ev = ev.with_columns(pl.when(pl.col("code") == BASAL_END).then(0).otherwise(1).alias("_order"))
+    out = np.zeros((len(ids), n_minutes))
+    row = {sid: k for k, sid in enumerate(ids)}
+    for (sid,), g in ev.sort(["subject_id", "minute", "_order"]).group_by("subject_id", maintain_order=True):
+        u = out[row[sid]]
+        rate, since = 0.0, 0
+        for code, minute, value in zip(g["code"].to_list(), g["minute"].to_list(), g["numeric_value"].to_list()):
+            if code == BOLUS:
+                if 0 <= minute < n_minutes:
+                    u[minute] += float(value)
+                continue
+            u[min(since, n_minutes): min(max(minute, 0), n_minutes)] += rate / 60.0
+            rate, since = (float(value), max(minute, 0)) if code == BASAL else (0.0, max(minute, 0))
+        u[min(since, n_minutes):] += rate / 60.0
+    return out
+
+
 def forecast_arms(twin, cohort: str | Path, spec, horizon_h: float = 6.0) -> list[ArmForecasts]:
-    """Twin and LOCF forecasts for every held-out subject under the factual plan and each arm."""
+    """Twin, plan-blind twin, LOCF and bolus-rule forecasts for every held-out subject under the
+    factual plan and each arm (see the module docstring)."""
+    from twinode.evaluation.bolus_rule import rule_effect
+
     cohort = Path(cohort)
     arms = pl.read_parquet(cohort / "counterfactual" / "metadata" / "arms.parquet")
     branch_min = int(arms["branch_minute"][0])
@@ -75,6 +112,11 @@ def forecast_arms(twin, cohort: str | Path, spec, horizon_h: float = 6.0) -> lis
     n_q = int(round(horizon_h / STEP_H))
     query = torch.tensor([branch_h + STEP_H * (k + 1) for k in range(n_q)], dtype=torch.float32)
     minutes = branch_min + 5 * np.arange(1, n_q + 1)
+    n_min = int(minutes[-1]) + 1
+    cf = pl.read_parquet(cohort / "metadata" / "patients.parquet").select("subject_id", "cf_mg_dl_per_u")
+    cf = dict(zip(cf["subject_id"].to_list(), cf["cf_mg_dl_per_u"].to_list()))
+    cf_held = np.array([cf[i] for i in held])
+    insulin_factual = insulin_per_minute(cohort, held, n_min)
 
     def run(records) -> dict[str, np.ndarray]:
         twin_f, locf = [], []
@@ -89,13 +131,19 @@ def forecast_arms(twin, cohort: str | Path, spec, horizon_h: float = 6.0) -> lis
             locf.append(np.full(n_q, r.values[hist][seen, 0][-1]))
         return {"twin": np.stack(twin_f), "locf": np.stack(locf)}
 
-    out = [ArmForecasts("factual", _truth(cohort / "truth.parquet", held, minutes), run([factual[i] for i in held]))]
+    base = run([factual[i] for i in held])
+    base["twin_plan_blind"] = base["twin"]
+    base["bolus_rule"] = base["locf"]
+    out = [ArmForecasts("factual", _truth(cohort / "truth.parquet", held, minutes), base)]
     for arm in arms["arm"].unique(maintain_order=True).to_list():
         rows = arms.filter(pl.col("arm") == arm).sort("factual_subject_id")
         ids = rows["subject_id"].to_list()
         assert rows["factual_subject_id"].to_list() == held
-        out.append(ArmForecasts(arm, _truth(cohort / "counterfactual" / "truth.parquet", ids, minutes),
-                                run([counterfactual[i] for i in ids])))
+        f = run([counterfactual[i] for i in ids])
+        change = insulin_per_minute(cohort / "counterfactual", ids, n_min) - insulin_factual
+        f["twin_plan_blind"] = base["twin"]
+        f["bolus_rule"] = f["locf"] + rule_effect(change, cf_held, minutes)
+        out.append(ArmForecasts(arm, _truth(cohort / "counterfactual" / "truth.parquet", ids, minutes), f))
     return out
 
 
@@ -127,3 +175,19 @@ def markdown(rows: list[dict]) -> str:
     head = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
     fmt = lambda v: f"{v:.1f}" if isinstance(v, float) else ("" if v is None else str(v))  # noqa: E731
     return head + "".join("| " + " | ".join(fmt(r.get(c)) for c in cols) + " |\n" for r in rows)
+
+
+def summary_markdown(rows: list[dict]) -> str:
+    """Per arm and forecaster: effect RMSE at 6 h and its ratio to the plan-blind error (the
+    true effect's RMS), and RMSE at 2 h and its ratio to LOCF's."""
+    locf_2h = {r["arm"]: r["rmse_2h"] for r in rows if r["forecaster"] == "locf"}
+    head = ("| arm | forecaster | effect RMSE 6 h | / plan-blind | RMSE 2 h | / LOCF |\n"
+            "|---|---|---:|---:|---:|---:|\n")
+    lines = []
+    for r in rows:
+        eff, blind = r.get("effect_rmse_6h"), r.get("true_effect_rms_6h")
+        eff_s = "" if eff is None else f"{eff:.1f}"
+        ratio = "" if eff is None or not blind else f"{eff / blind:.2f}"
+        lines.append(f"| {r['arm']} | {r['forecaster']} | {eff_s} | {ratio} | {r['rmse_2h']:.1f} | "
+                     f"{r['rmse_2h'] / locf_2h[r['arm']]:.2f} |\n")
+    return head + "".join(lines)
