@@ -1,7 +1,7 @@
 """``twinode-data``: check a dataset, or import a challenge distribution into MEDS.
 
     twinode-data validate PATH [--spec NAME|FILE.yaml] [--json]
-    twinode-data import physionet2012 --archive set-a.tar.gz --outcomes Outcomes-a.txt --out DIR
+    twinode-data import physionet2012 --archive set-a.tar.gz --outcomes Outcomes-a.txt --out DIR [--overwrite]
     twinode-data simulate glucose (--scenarios FILE | --patients N --days D --seed S) --out PATH
 
 Exit 0 when the data is usable; otherwise one ``error: ...`` line naming file, subject,
@@ -15,10 +15,9 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
 from twinode.cli.config_dir import candidate_dirs
 from twinode.errors import ConfigError, TwinodeError
+from twinode.limits import load_file
 
 
 def load_spec(name: str):
@@ -34,8 +33,10 @@ def load_spec(name: str):
         path = found[0]
     if not path.exists():
         raise ConfigError("--spec", name, hint="no such file")
-    with path.open() as fh:
-        doc = yaml.safe_load(fh) or {}
+    doc = load_file(path, "FeatureSpec") or {}
+    if not isinstance(doc, dict):
+        raise ConfigError("--spec", name, hint=f"{path} holds a {type(doc).__name__}, expected a mapping (a FeatureSpec "
+                          "or a data config with source.spec)")
     spec = doc.get("source", {}).get("spec") if isinstance(doc.get("source"), dict) else None
     return FeatureSpec.from_dict(spec if spec is not None else doc, name=None)
 
@@ -81,7 +82,7 @@ def cmd_validate(args) -> int:
 def cmd_import(args) -> int:
     from twinode.data.importers.physionet2012 import import_physionet2012
 
-    report = import_physionet2012(args.archive, args.outcomes, args.out)
+    report = import_physionet2012(args.archive, args.outcomes, args.out, overwrite=args.overwrite)
     print(f"imported {report.records} records, {report.events} events into {args.out} in {report.seconds:.1f} s; "
           f"splits {dict(report.splits)}" + (f"; dropped {dict(report.dropped)}" if report.dropped else ""))
     for note in report.notes:
@@ -102,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     pn = which.add_parser("physionet2012", help="PhysioNet/CinC Challenge 2012 (set-a.tar.gz + Outcomes-a.txt)")
     pn.add_argument("--archive", required=True)
     pn.add_argument("--outcomes", required=True)
-    pn.add_argument("--out", required=True)
+    pn.add_argument("--out", required=True, help="a new folder, or one an earlier import wrote (replaced only when "
+                    "the new import is complete)")
+    pn.add_argument("--overwrite", action="store_true", help="replace --out even when it holds files twinode did not write")
     pn.set_defaults(func=cmd_import)
     from twinode.data.simulators.glucose_cli import add_parser as add_simulate
 

@@ -27,6 +27,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from twinode.data.importers.output import check_output, staged_output
 from twinode.data.readers import hash_split
 from twinode.errors import DataError
 
@@ -205,9 +206,7 @@ def write_meds(events: pl.DataFrame, out: Path, report: ImportReport) -> None:
     splits = pl.DataFrame({"subject_id": events["subject_id"].unique().sort()})
     splits = splits.with_columns(pl.col("subject_id").map_elements(hash_split, return_dtype=pl.String).alias("split"))
     report.splits.update(dict(splits.group_by("split").len().iter_rows()))
-    data_dir, meta = out / "data", out / "metadata"
-    for old in data_dir.rglob("*.parquet") if data_dir.exists() else []:
-        old.unlink()  # a stale shard from an earlier import would mix into the dataset
+    data_dir, meta = out / "data", out / "metadata"  # a fresh folder (see import_physionet2012)
     schema = pa.schema([("subject_id", pa.int64()), ("time", pa.timestamp("us")), ("code", pa.string()),
                         ("numeric_value", pa.float32())])
     ev = events.join(splits, on="subject_id", how="left", maintain_order="left")
@@ -238,16 +237,21 @@ def _describe(code: str) -> str:
     return f"time series {code}"
 
 
-def import_physionet2012(archive: str | Path, outcomes: str | Path, out: str | Path) -> ImportReport:
+def import_physionet2012(archive: str | Path, outcomes: str | Path, out: str | Path, *,
+                         overwrite: bool = False) -> ImportReport:
+    """Import into the MEDS folder ``out``: built aside and swapped in when complete, so a failure
+    leaves ``out`` as it was. ``out`` may replace only an earlier twinode import unless ``overwrite``."""
     t0 = time.perf_counter()
     archive, outcomes, out = Path(archive), Path(outcomes), Path(out)
     for p in (archive, outcomes):
         if not p.is_file():
             raise DataError("no such file", file=str(p))
+    out = check_output(out, [archive, outcomes], overwrite=overwrite)
     report = ImportReport()
     rows = read_archive(archive)
     events = build_events(rows, read_outcomes(outcomes), report, str(outcomes))
-    write_meds(events, out, report)
+    with staged_output(out) as stage:
+        write_meds(events, stage, report)
     report.records, report.events = events["subject_id"].n_unique(), events.height
     report.seconds = time.perf_counter() - t0
     return report
