@@ -139,10 +139,10 @@ def read_subject(source: str | Path | RawEvents, spec: FeatureSpec, *, subject: 
     if origin is None and not absolute:
         origin = 0.0  # hour-valued histories are on the window's clock already
     if not absolute:
-        _check_span(ev.filter(pl.col("time") >= origin), window, name)
+        _check_span(ev.filter(pl.col("time") >= origin), spec.window_hours, name)
     aligned = align(ev, spec, report.dropped, window_hours=window, start=origin)
     if absolute:
-        _check_span(aligned, window, name)
+        _check_span(aligned, spec.window_hours, name)
     sid = int(ev["subject_id"][0])
     warnings = []
     if report.dropped.get("after_window"):

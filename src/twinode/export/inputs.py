@@ -65,7 +65,7 @@ def history_from_subject(sub: SubjectEvents) -> History:
                    dict(sub.skipped), Counter(sub.dropped), list(sub.warnings), sub)
 
 
-def read_history(path: str | Path, meta: dict, *, skip_unknown: bool | None = False, subject: int | None = None,
+def read_history(path: str | Path, meta: dict, *, skip_unknown: bool | None = None, subject: int | None = None,
                  time_origin=None, window_hours: float | None = None, command: str = "twinode-predict") -> History:
     """One subject's events (CSV/parquet in hours or timestamps, or a MEDS folder) -> :class:`History`.
 

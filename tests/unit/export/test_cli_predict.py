@@ -108,3 +108,56 @@ def test_absurd_horizon_is_refused(twin_file, files, capsys):
     err = _fails(["--model", str(twin_file), "--history", str(files / "history.csv"), "--horizon", "36000",
                   "--out", str(files / "o.parquet")], capsys)
     assert "--horizon must be in (0, 10000]" in err
+
+
+@pytest.mark.parametrize("extra,expected", [
+    ("7,5,VASO,-2\n", "dose amount must be >= 0"),
+    ("".join(f"7,{m},HR,90\n" for m in range(60, 60 * 60, 60)), "look like minutes or seconds"),
+])
+def test_bad_history_values_exit_2_and_write_nothing(twin_file, files, capsys, extra, expected):
+    (files / "history.csv").write_text(HISTORY + extra)
+    out = files / "o.parquet"
+    with pytest.raises(SystemExit) as e:
+        main(["--model", str(twin_file), "--history", str(files / "history.csv"), "--horizon", "6", "--out", str(out)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and expected in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_out_of_range_history_values_are_dropped_and_reported(twin_file, files, capsys):
+    (files / "history.csv").write_text(HISTORY + "7,3.5,HR,1e30\n")
+    out = files / "o.parquet"
+    main(["--model", str(twin_file), "--history", str(files / "history.csv"), "--horizon", "6", "--out", str(out), "--samples", "4"])
+    assert "out_of_range:HR" in capsys.readouterr().err
+    assert pl.read_parquet(out)["mean"].abs().max() < 1e6
+
+
+MEDS_HISTORY = """subject_id,time,code,numeric_value
+7,2100-01-01T08:00:00,AGE,65
+7,2100-01-01T08:00:00,HR,90
+7,2100-01-01T08:00:00,MAP,62
+7,2100-01-01T09:30:00,LACTATE,2.5
+7,2100-01-01T10:00:00,VASO,5
+7,2100-01-01T11:00:00,HR,95
+7,2100-01-01T11:00:00,NOTE//FREE_TEXT,
+9,2100-01-01T08:00:00,HR,70
+"""
+
+
+def test_timestamped_events_need_a_subject_and_then_match_the_hour_history(twin_file, files, capsys):
+    (files / "meds.csv").write_text(MEDS_HISTORY)
+    out = files / "o.parquet"
+    err = _fails(["--model", str(twin_file), "--history", str(files / "meds.csv"), "--horizon", "6", "--out", str(out)], capsys)
+    assert "history must hold one subject" in err and "twinode-predict --subject" in err and not out.exists()
+    main(["--model", str(twin_file), "--history", str(files / "meds.csv"), "--subject", "7", "--time-origin", "2100-01-01T08:00",
+          "--horizon", "6", "--out", str(out), "--samples", "4"])
+    assert "NOTE//FREE_TEXT" in capsys.readouterr().err  # unknown codes in timestamped data: skipped and counted
+    twin, meta = load_verified_twin(twin_file)
+    h = read_history(files / "meds.csv", meta, subject=7)
+    assert h.times.tolist() == [0.0, 1.5, 3.0] and h.doses.tolist() == [[2.0, 0.0, 5.0, 0.0]]
+    (files / "hours.csv").write_text("subject_id,time,code,numeric_value\n7,0,AGE,65\n7,0,HR,90\n7,0,MAP,62\n7,1.5,LACTATE,2.5\n"
+                                     "7,2,VASO,5\n7,3,HR,95\n")
+    hours = read_history(files / "hours.csv", meta)
+    for k in ("times", "values", "mask", "static", "doses"):
+        assert torch.equal(getattr(h, k).nan_to_num(-1.0), getattr(hours, k).nan_to_num(-1.0)), k
