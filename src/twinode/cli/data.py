@@ -113,9 +113,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_simulate_out(args) -> None:
+    """``simulate glucose``: the output is checked before minutes of simulation, and a cohort
+    folder may only replace an earlier simulated cohort (its files are written in place)."""
+    from twinode.cli.outputs import check_outputs
+    from twinode.data.importers.output import check_output
+
+    if args.scenarios is not None:  # the format is the simulator's own check
+        check_outputs({"--out": (args.out, None)}, {"--scenarios": args.scenarios})
+    elif args.patients is not None:
+        check_output(args.out, [], files=None)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "simulate":
+            _check_simulate_out(args)
         return args.func(args)
     except TwinodeError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -25,24 +25,23 @@ def _paths(value) -> list[str]:
     return [str(v) for v in value if v is not None]
 
 
-def check_outputs(outputs: dict[str, tuple[str | Path | None, Iterable[str]]], inputs: dict[str, object]) -> None:
-    """``outputs``: option -> (path or None, allowed suffixes); ``inputs``: option -> path(s) read."""
+def check_outputs(outputs: dict[str, tuple[str | Path | None, Iterable[str] | None]], inputs: dict[str, object]) -> None:
+    """``outputs``: option -> (path or None, allowed suffixes or None for any); ``inputs``: option -> path(s) read."""
     read = {Path(p).resolve(): opt for opt, v in inputs.items() for p in _paths(v) if not p.startswith("models:/")}
     seen: dict[Path, str] = {}
     for opt, (path, suffixes) in outputs.items():
         if path is None:
             continue
         p = Path(path)
-        suffixes = tuple(suffixes)
-        if p.suffix.lower() not in suffixes:
-            raise DataError(f"{opt} {path}: unknown output format {p.suffix or '(no suffix)'!r}; expected one of "
-                            f"{', '.join(suffixes)}", hint="nothing was written")
-        if p.is_dir():
-            raise DataError(f"{opt} {path} is a folder; name the file to write", hint="nothing was written")
         r = p.resolve()
         if r in read:
             raise DataError(f"{opt} {path} is also the input {read[r]}; writing it would destroy that input",
                             hint="name another output file")
+        if suffixes is not None and p.suffix.lower() not in tuple(suffixes):
+            raise DataError(f"{opt} {path}: unknown output format {p.suffix or '(no suffix)'!r}; expected one of "
+                            f"{', '.join(suffixes)}", hint="nothing was written")
+        if p.is_dir():
+            raise DataError(f"{opt} {path} is a folder; name the file to write", hint="nothing was written")
         if r in seen:
             raise DataError(f"{opt} and {seen[r]} name the same file {path}", hint="give each output its own file")
         seen[r] = opt

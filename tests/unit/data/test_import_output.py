@@ -82,3 +82,19 @@ def test_check_output_is_a_data_error(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(DataError, match="did not write"):
         check_output(tmp_path, [])
+
+
+def test_simulated_cohort_never_lands_in_a_foreign_folder(tmp_path, capsys):
+    out = tmp_path / "meds"
+    before = _other_dataset(out)
+    assert main(["simulate", "glucose", "--patients", "2", "--days", "1", "--out", str(out)]) == 2
+    assert "did not write" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("out, match", [("scen.json", "is also the input --scenarios"), ("t.txt", "a .parquet or .csv")])
+def test_scenario_output_is_checked_before_simulating(tmp_path, capsys, out, match):
+    scenarios = tmp_path / "scen.json"
+    scenarios.write_text("[]")
+    assert main(["simulate", "glucose", "--scenarios", str(scenarios), "--out", str(tmp_path / out)]) == 2
+    assert match in capsys.readouterr().err and scenarios.read_text() == "[]"

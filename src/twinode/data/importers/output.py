@@ -25,20 +25,25 @@ DATASET_FILES = frozenset({"data/train/0.parquet", "data/tuning/0.parquet", "dat
 FILE_SUFFIXES = (".parquet", ".csv", ".json", ".yaml", ".yml", ".gz", ".tar", ".txt")
 
 
-def written_by_twinode(out: Path) -> bool:
-    """True when ``out`` holds exactly what a twinode import writes (and nothing else)."""
+def written_by_twinode(out: Path, files: frozenset[str] | None = DATASET_FILES) -> bool:
+    """True when ``out``'s ``metadata/dataset.json`` names a twinode ETL and (unless ``files`` is
+    None) every file in it is one of ``files``, relative to ``out``."""
     try:
         meta = json.loads((out / "metadata" / "dataset.json").read_text())
     except (OSError, ValueError):
         return False
     if not isinstance(meta, dict) or not str(meta.get("etl_name", "")).startswith("twinode."):
         return False
+    if files is None:
+        return True
     present = {p.relative_to(out).as_posix() for p in out.rglob("*") if not p.is_dir()}
-    return present <= DATASET_FILES
+    return present <= files
 
 
-def check_output(out: str | Path, inputs: list[str | Path], *, overwrite: bool = False) -> Path:
-    """Refuse an ``--out`` that would lose the user's data; returns it as an absolute path."""
+def check_output(out: str | Path, inputs: list[str | Path], *, overwrite: bool = False,
+                 files: frozenset[str] | None = DATASET_FILES) -> Path:
+    """Refuse an ``--out`` that would lose the user's data; returns it as an absolute path.
+    ``files``: what the writer puts in the folder (see :func:`written_by_twinode`)."""
     out = Path(out).absolute()
     for src in inputs:
         src = Path(src).absolute()
@@ -50,7 +55,7 @@ def check_output(out: str | Path, inputs: list[str | Path], *, overwrite: bool =
                         hint="name a folder, e.g. --out data/physionet2012_meds")
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out} is a file; a MEDS dataset is a folder", hint="name a new folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite and not written_by_twinode(out):
+    if out.is_dir() and any(out.iterdir()) and not overwrite and not written_by_twinode(out, files):
         shown = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if not p.is_dir())[:3]
         raise DataError(f"--out {out} already holds files twinode did not write (e.g. {shown})",
                         hint="choose a new folder, or pass --overwrite to replace the whole folder")
