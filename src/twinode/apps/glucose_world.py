@@ -56,8 +56,13 @@ class World:
         return sorted(ev, key=lambda e: (e["time"], order[e["code"]]))
 
 
+# Evaluation worlds keep one basal rate all day and no repeated boluses (their event lists
+# carry one basal rate; the planning and monitoring results were measured on them).
+WORLD_BEHAVIOUR = Behaviour(double_bolus_prob=0.0, temp_basal_prob=0.0)
+
+
 def simulate_world(n: int, seed: int, days: int = 1, hidden_meals: dict[int, tuple[int, float]] | None = None,
-                   behaviour: Behaviour = Behaviour()) -> World:
+                   behaviour: Behaviour = WORLD_BEHAVIOUR) -> World:
     """``n`` patients; ``hidden_meals[b] = (minute, grams)`` adds an unrecorded meal (no bolus)."""
     rng = np.random.default_rng(seed)
     names = patient_names()
@@ -83,7 +88,7 @@ def simulate_world(n: int, seed: int, days: int = 1, hidden_meals: dict[int, tup
     sensor = CGMSensor()
     cgm = torch.clamp(truth[:, ::CGM_EVERY_MIN] + err, sensor.min_mg_dl, sensor.max_mg_dl)
     statics = np.stack([p["BW"], [AGE_GROUPS[c.split("#")[0]] for c in chosen], [quest[c]["Age"] for c in chosen]], 1)
-    return World(chosen, statics, meals, plan.meals_g, res.insulin_u_per_min, plan.basal_u_per_min[:, 0].numpy() * 60.0,
+    return World(chosen, statics, meals, plan.meals_g, res.insulin_u_per_min, plan.basal_rate_u_per_min.numpy() * 60.0,
                  cr, cf, truth, cgm, res.states)
 
 

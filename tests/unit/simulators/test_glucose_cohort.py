@@ -37,7 +37,8 @@ def test_cohort_is_valid_meds_for_the_glucose_spec(cohort):
     report, _ = validate(cohort, spec)
     assert report.subjects == N and report.usable_subjects == N
     # Only the basal end markers stay unmapped: infusion pairing reads them, no feature keeps them.
-    assert dict(report.dropped) == {"unmapped_code": N}, report.dropped
+    n_end = _events(cohort).filter(pl.col("code") == BASAL_END).height
+    assert dict(report.dropped) == {"unmapped_code": n_end}, report.dropped
     loaded = MedsSource(str(cohort), spec, use_cache=False).load()
     assert len(loaded.records) == N
     assert sorted(set(loaded.splits.values())) == ["held_out", "train", "tuning"]
@@ -57,8 +58,8 @@ def test_cgm_every_five_minutes_and_interventions(cohort):
     assert meals["len"].min() >= 3  # breakfast, lunch, dinner at least
     bolus_share = ev.filter(pl.col("code") == BOLUS).height / ev.filter(pl.col("code") == MEAL).height
     assert 0.5 < bolus_share < 1.5
-    basal = ev.filter(pl.col("code").is_in([BASAL, BASAL_END])).group_by("code").len()
-    assert dict(basal.iter_rows()) == {BASAL: N, BASAL_END: N}
+    basal = dict(ev.filter(pl.col("code").is_in([BASAL, BASAL_END])).group_by("code").len().iter_rows())
+    assert basal[BASAL] == basal[BASAL_END] >= N  # one run per rate: the programmed rate and temporary ones
     weights = ev.filter(pl.col("code") == WEIGHT)["numeric_value"].to_numpy()
     assert len(weights) == N and (weights > 15).all()
     truth = pl.read_parquet(cohort / "truth.parquet")
@@ -89,7 +90,9 @@ def test_counterfactual_arms_share_history_and_differ_after_branch(cohort):
         if arm == "double_basal":
             assert after_a[-1] < after_f[-1]
     report, _ = validate(cf, load_spec("glucose"))
-    assert report.usable_subjects == arms.height and dict(report.dropped) == {"unmapped_code": 2 * arms.height}
+    n_end = _events(cf).filter(pl.col("code") == BASAL_END).height
+    assert n_end >= 2 * arms.height  # the branch starts a run of its own
+    assert report.usable_subjects == arms.height and dict(report.dropped) == {"unmapped_code": n_end}
 
 
 def test_same_seed_same_cohort_through_the_cached_source(cohort, tmp_path):
@@ -189,22 +192,27 @@ def test_insulin_per_minute_and_the_bolus_rule_on_the_arms(cohort):
     branch = int(arms["branch_minute"][0])
     held = sorted(arms["factual_subject_id"].unique().to_list())
     patients = pl.read_parquet(cohort / "metadata" / "patients.parquet").sort("subject_id")
-    basal = dict(zip(patients["subject_id"].to_list(), patients["basal_u_per_h"].to_list()))
     cf = np.array([dict(zip(patients["subject_id"].to_list(), patients["cf_mg_dl_per_u"].to_list()))[i] for i in held])
     T = DAYS * 1440
     fact = insulin_per_minute(cohort, held, T)
-    bolus_ev = _events(cohort).filter(pl.col("code") == BOLUS)
+    ev = _events(cohort).with_columns(((pl.col("time") - pl.col("time").min()).dt.total_minutes()).alias("minute"))
+    bolus_pm, basal_pm = np.zeros_like(fact), np.zeros_like(fact)
     for k, sid in enumerate(held):
-        given = bolus_ev.filter(pl.col("subject_id") == sid)["numeric_value"].to_numpy().sum()
-        assert fact[k].sum() == pytest.approx(given + basal[sid] * T / 60.0, rel=1e-5)
+        mine = ev.filter(pl.col("subject_id") == sid)
+        for m, u in mine.filter(pl.col("code") == BOLUS).select("minute", "numeric_value").iter_rows():
+            bolus_pm[k, m] += u
+        starts = mine.filter(pl.col("code") == BASAL).select("minute", "numeric_value").rows()
+        ends = mine.filter(pl.col("code") == BASAL_END)["minute"].to_list()
+        for (a, rate), b in zip(starts, ends):
+            basal_pm[k, a:b] = rate / 60.0
+    np.testing.assert_allclose(fact, bolus_pm + basal_pm, atol=1e-5)
+    assert (np.diff(basal_pm, axis=1) != 0).any()  # temporary rates: the basal is not one rate all day
     query = branch + 5 * np.arange(1, 73)
     for arm, (bolus_factor, basal_factor) in ARMS.items():
         ids = arms.filter(pl.col("arm") == arm).sort("factual_subject_id")["subject_id"].to_list()
         change = insulin_per_minute(cohort / "counterfactual", ids, T) - fact
         assert np.abs(change[:, :branch]).max() == 0
-        basal_min = np.array([basal[i] / 60.0 for i in held])[:, None]
-        boluses = fact[:, branch:] - basal_min  # the factual boluses after the branch
-        expected = (bolus_factor - 1.0) * boluses + (basal_factor - 1.0) * basal_min
+        expected = (bolus_factor - 1.0) * bolus_pm[:, branch:] + (basal_factor - 1.0) * basal_pm[:, branch:]
         np.testing.assert_allclose(change[:, branch:], expected, atol=1e-5)
         effect = rule_effect(change, cf, query)
         assert effect.shape == (len(held), 72)
@@ -236,3 +244,59 @@ def test_clarke_zones_and_time_in_range():
     pred = np.array([110, 65, 60, 200, 140, 300, 300])
     assert clarke_zones(ref, pred).tolist() == ["A", "A", "E", "E", "D", "C", "B"]
     assert time_in_range(np.array([[60.0, 70.0, 180.0, 181.0]])).tolist() == [0.5]
+
+
+def test_doubled_boluses_and_temporary_basal_rates_happen():
+    n = 400
+    ones = np.ones(n)
+    bh = Behaviour(snack_prob=0.0)
+    plan = draw_plan(np.random.default_rng(0), 70 * ones, 10 * ones, 40 * ones, 0.02 * ones, 1, bh)
+    ev = plan.events
+    meals = int((plan.meals_g > 0).sum())
+    doubles = int((ev["kind"] == "double_bolus").sum())
+    assert 0.02 < doubles / meals < 0.08  # 5% of given boluses
+    temp = ev["kind"] == "temp_basal"
+    assert 0.8 < temp.sum() / n < 1.2  # two chances of 1/2 a day
+    assert set(np.unique(ev["factor"][temp])) == set(bh.temp_basal_factors)
+    rate = plan.basal_rate_u_per_min.numpy()
+    basal = plan.basal_u_per_min.numpy()
+    # Every labelled temporary rate is in the basal at its start, unless one drawn later covers it.
+    rows, starts, durs, factors = (ev[k][temp] for k in ("row", "minute", "duration_min", "factor"))
+    for j in range(len(rows)):
+        later = np.arange(len(rows)) > j
+        covered = later & (rows == rows[j]) & (starts <= starts[j]) & (starts + durs > starts[j])
+        assert basal[rows[j], starts[j]] == pytest.approx(rate[rows[j]] * factors[j]) or covered.any()
+    untouched = ~np.isin(np.arange(n), ev["row"][temp])
+    assert np.all(basal[untouched] == rate[untouched, None])
+
+
+def test_a_behaviour_without_doubles_or_temporary_rates_draws_the_earlier_plans():
+    """Switched off, the new decisions draw no random numbers: the evaluation worlds
+    (apps.glucose_world) keep the patients and plans they were measured on."""
+    from twinode.apps.glucose_world import WORLD_BEHAVIOUR
+
+    bw, cr, cf, basal = np.array([70.0, 30.0, 55.0]), np.array([10.0, 25.0, 12.0]), np.array([40.0, 80.0, 50.0]), np.array([0.02, 0.008, 0.015])
+    plan = draw_plan(np.random.default_rng(7), bw, cr, cf, basal, 2, WORLD_BEHAVIOUR)
+    assert not (plan.events["kind"] == "temp_basal").any() and not (plan.events["kind"] == "double_bolus").any()
+    assert torch.equal(plan.basal_u_per_min, plan.basal_rate_u_per_min[:, None].expand(-1, 2 * 1440))
+    # The same stream as a behaviour written before these knobs existed: meals, boluses, basal, acceptances.
+    rng = np.random.default_rng(7)
+    ref = draw_plan(rng, bw, cr, cf, basal, 2, WORLD_BEHAVIOUR)
+    assert torch.equal(ref.meal_bolus_u, plan.meal_bolus_u) and torch.equal(ref.correction_accept, plan.correction_accept)
+    assert rng.random() == _stream_after_legacy_plan(bw, cr, cf, basal)
+
+
+def _stream_after_legacy_plan(bw, cr, cf, basal) -> float:
+    """The next random number after the cohort-v1 plan draws (meal times, sizes, carb errors,
+    bolus timing per slot, snack choice per day, basal factor, acceptances, glucose scale)."""
+    rng = np.random.default_rng(7)
+    B, T = len(bw), 2 * 1440
+    for _ in range(2):
+        rng.random(B)  # snack
+        for _ in range(4):
+            rng.normal(0, 1, B), rng.normal(0, 1, B), rng.normal(0, 1, B), rng.random(B)
+            rng.uniform(0, 1, B), rng.uniform(0, 1, B)
+    rng.normal(0, 1, B)
+    rng.random((B, T))
+    rng.normal(0, 1, B)
+    return rng.random()

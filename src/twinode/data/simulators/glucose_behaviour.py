@@ -2,10 +2,15 @@
 
 Per day: breakfast, lunch and dinner at jittered times, an optional afternoon snack; meal
 sizes scale with body weight. Each meal bolus is carbs estimated with error divided by the
-patient's carbohydrate ratio; some boluses are missed, some are late, most are given up to
-15 minutes before eating. Three hours after each meal the patient checks the sensor and,
-usually, corrects a high glucose with (glucose - target) / correction factor units. The
-basal rate is the patient's steady-state rate, mistuned by a per-patient factor.
+patient's carbohydrate ratio; some boluses are missed, some are late, some are given twice
+(the patient forgets the first one), most are given up to 15 minutes before eating. Three
+hours after each meal the patient checks the sensor and, usually, corrects a high glucose
+with (glucose - target) / correction factor units. The basal rate is the patient's
+steady-state rate, mistuned by a per-patient factor, with temporary basal rates (suspended,
+halved, raised by half or doubled for 30 min to 4 h) at random times of the day.
+
+``DailyPlan.events`` labels every such decision (kind, minute, units), so a cohort can say
+how much plan variation its training windows hold (:mod:`glucose_variation`).
 """
 
 from __future__ import annotations
@@ -35,7 +40,15 @@ class Behaviour:
     late_bolus_prob: float = 0.15
     late_bolus_min: tuple[float, float] = (15.0, 60.0)
     prebolus_min: tuple[float, float] = (-15.0, 5.0)
+    double_bolus_prob: float = 0.05  # a given meal bolus is repeated (the first one forgotten)
+    double_bolus_gap_min: tuple[float, float] = (10.0, 60.0)
     basal_factor_sd: float = 0.10  # log-normal mistuning of the basal rate
+    # Temporary basal rates: up to temp_basal_per_day a day, each with temp_basal_prob, at a
+    # uniform time, lasting temp_basal_min, at one of temp_basal_factors x the programmed rate.
+    temp_basal_per_day: int = 2
+    temp_basal_prob: float = 0.5
+    temp_basal_min: tuple[float, float] = (30.0, 240.0)
+    temp_basal_factors: tuple[float, ...] = (0.0, 0.5, 1.5, 2.0)
     correction_delay_min: float = 180.0
     correction_threshold_mg_dl: float = 200.0
     correction_target_mg_dl: float = 120.0
@@ -54,6 +67,9 @@ class DailyPlan:
     correction_accept: Tensor  # bool [B, T]: and acts on a high reading
     cf: Tensor  # mg/dL per U
     glucose_scale: Tensor  # [B] factor on the default initial glucose states
+    basal_rate_u_per_min: Tensor = None  # [B] the programmed (mistuned) basal rate, temporary rates aside
+    # Labelled decisions: dict of equal-length arrays row, minute, kind, units, duration_min, factor.
+    events: dict = None
 
 
 def draw_plan(rng: np.random.Generator, bw: np.ndarray, cr: np.ndarray, cf: np.ndarray, basal_u_per_min: np.ndarray,
@@ -66,6 +82,15 @@ def draw_plan(rng: np.random.Generator, bw: np.ndarray, cr: np.ndarray, cf: np.n
     check = np.zeros((B, T), bool)
     size_scale = np.clip(bw / 70.0, 0.45, 1.3) ** 0.7
     rows = np.arange(B)
+    ev = {"row": [], "minute": [], "kind": [], "units": [], "duration_min": [], "factor": []}
+
+    def label(r, minute, kind, units=None, duration=None, factor=None):
+        n = len(r)
+        ev["row"].append(np.asarray(r)); ev["minute"].append(np.asarray(minute, dtype=np.int64))  # noqa: E702
+        ev["kind"].append(np.full(n, kind, dtype=object))
+        for key, v in (("units", units), ("duration_min", duration), ("factor", factor)):
+            ev[key].append(np.full(n, np.nan) if v is None else np.asarray(v, float))
+
     for day in range(days):
         slots = [(m, g, np.ones(B, bool)) for m, g in zip(bh.meal_minutes, bh.meal_grams)]
         slots.append((bh.snack_minute, bh.snack_grams, rng.random(B) < bh.snack_prob))
@@ -78,18 +103,41 @@ def draw_plan(rng: np.random.Generator, bw: np.ndarray, cr: np.ndarray, cf: np.n
             u = rng.random(B)
             offset = np.where(u < bh.late_bolus_prob, rng.uniform(*bh.late_bolus_min, B), rng.uniform(*bh.prebolus_min, B))
             missed = (u >= bh.late_bolus_prob) & (u < bh.late_bolus_prob + bh.missed_bolus_prob)
+            late = u < bh.late_bolus_prob
             given = eats & ~missed
             tb = np.clip(np.rint(t + offset).astype(int), 0, T - 1)
+            # Draw only when the knob is on, so a behaviour without doubles keeps its random stream.
+            twice, t2 = np.zeros(B, bool), tb
+            if bh.double_bolus_prob > 0:
+                twice = given & (rng.random(B) < bh.double_bolus_prob)
+                t2 = np.clip(np.rint(tb + rng.uniform(*bh.double_bolus_gap_min, B)).astype(int), 0, T - 1)
             np.add.at(meals, (rows[eats], t[eats]), grams[eats])
             np.add.at(bolus, (rows[given], tb[given]), dose[given])
+            np.add.at(bolus, (rows[twice], t2[twice]), dose[twice])
+            label(rows[eats & missed], t[eats & missed], "missed_bolus")
+            label(rows[given & late], tb[given & late], "late_bolus", dose[given & late])
+            label(rows[twice], t2[twice], "double_bolus", dose[twice])
             tc = t + int(bh.correction_delay_min)
             ok = eats & (tc < T)
             check[rows[ok], tc[ok]] = True
-    basal = basal_u_per_min * np.exp(rng.normal(0, bh.basal_factor_sd, B))
+    rate = basal_u_per_min * np.exp(rng.normal(0, bh.basal_factor_sd, B))
+    basal = np.repeat(rate[:, None], T, 1)
+    for day in range(days if bh.temp_basal_prob > 0 else 0):
+        for _ in range(bh.temp_basal_per_day):
+            on = rng.random(B) < bh.temp_basal_prob
+            start = rng.integers(day * MINUTES_PER_DAY, (day + 1) * MINUTES_PER_DAY, B)
+            dur = np.rint(rng.uniform(*bh.temp_basal_min, B)).astype(int)
+            factor = np.asarray(bh.temp_basal_factors, float)[rng.integers(0, len(bh.temp_basal_factors), B)]
+            for i in np.nonzero(on)[0]:
+                basal[i, start[i]: start[i] + dur[i]] = rate[i] * factor[i]
+            dur = np.minimum(dur, T - start)
+            label(rows[on], start[on], "temp_basal", None, dur[on], factor[on])
     accept = rng.random((B, T)) < bh.correction_prob
     as_t = lambda a: torch.as_tensor(a, dtype=dtype)  # noqa: E731
-    return DailyPlan(as_t(meals), as_t(np.repeat(basal[:, None], T, 1)), as_t(bolus), torch.as_tensor(check),
-                     torch.as_tensor(accept), as_t(cf), as_t(np.exp(rng.normal(0, bh.initial_glucose_sd, B))))
+    events = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in ev.items()}
+    return DailyPlan(as_t(meals), as_t(basal), as_t(bolus), torch.as_tensor(check),
+                     torch.as_tensor(accept), as_t(cf), as_t(np.exp(rng.normal(0, bh.initial_glucose_sd, B))),
+                     as_t(rate), events)
 
 
 class CorrectionPolicy:

@@ -5,6 +5,8 @@
     out/data/{train,tuning,held_out}/0.parquet   CGM every 5 min (sensor noise), meals,
                                                  insulin boluses and basal infusions, statics
     out/metadata/{codes,subject_splits,patients}.parquet, dataset.json
+    out/metadata/behaviour.parquet               labelled plan variations: missed, late and doubled
+                                                 boluses, corrections, temporary basal rates
     out/truth.parquet                            noise-free CGM glucose (subject_id, minute, gsub_mg_dl)
     out/counterfactual/                          the held-out subjects again: same virtual
         data/held_out/0.parquet                  patient, meals, initial state and sensor
@@ -120,15 +122,16 @@ def generate_glucose_cohort(out: str | Path, n_patients: int, days: int, seed: i
     age = np.array([quest[n]["Age"] for n in chosen])
     group = np.array([AGE_GROUPS[n.split("#")[0]] for n in chosen], dtype=float)
     statics = {WEIGHT: p["BW"], AGE_GROUP: group, AGE: age}
-    basal_segments = [[(0, T, plan.basal_u_per_min[i, 0].item())] for i in range(n_patients)]
+    basal_segments = basal_runs(plan.basal_u_per_min.numpy())
     events = _events(ids, cgm.numpy(), plan.meals_g.numpy(), bolus.numpy(), basal_segments, statics)
     out = Path(out)
     _write_meds(out, events, ids, split, "Simulated T1D cohort (UVA/Padova 2008)")
     _truth(ids, truth.numpy()).write_parquet(out / "truth.parquet")
     pl.DataFrame({"subject_id": ids, "virtual_patient": chosen, "body_weight_kg": p["BW"], "age_years": age,
                   "age_group": group.astype(np.int64), "cr_g_per_u": cr, "cf_mg_dl_per_u": cf,
-                  "basal_u_per_h": plan.basal_u_per_min[:, 0].numpy() * 60, "split": split.astype(str)}
+                  "basal_u_per_h": plan.basal_rate_u_per_min.numpy() * 60, "split": split.astype(str)}
                  ).write_parquet(out / "metadata" / "patients.parquet")
+    _behaviour(ids, plan, bolus).write_parquet(out / "metadata" / "behaviour.parquet")
 
     held = np.nonzero(split == "held_out")[0]
     n_cf = _counterfactual(out / "counterfactual", held, ids, chosen, plan, bolus, x0, err, statics, branch, device) if len(held) else 0
@@ -152,10 +155,7 @@ def _counterfactual(cf_dir: Path, held, ids, chosen, plan, bolus, x0, err, stati
     truth = res.gsub.cpu()[:, torch.arange(0, T + 1, CGM_EVERY_MIN)]
     cgm = torch.clamp(truth + err[rows], sensor.min_mg_dl, sensor.max_mg_dl)
     cf_ids = 1_000_000 + ids[rows] * 10 + np.array([list(ARMS).index(a) + 1 for a in arm_names])
-    segs = []
-    for j, i in enumerate(rows):
-        rate = plan.basal_u_per_min[i, 0].item()
-        segs.append([(0, branch, rate), (branch, T, rate * ARMS[arm_names[j]][1])])
+    segs = basal_runs(cf_basal.numpy())
     events = _events(cf_ids, cgm.numpy(), plan.meals_g[rows].numpy(), cf_bolus.numpy(), segs,
                      {k: v[rows] for k, v in statics.items()})
     _write_meds(cf_dir, events, cf_ids, np.array(["held_out"] * len(rows), dtype=object),
@@ -166,6 +166,33 @@ def _counterfactual(cf_dir: Path, held, ids, chosen, plan, bolus, x0, err, stati
                   "bolus_factor": bf[:, 0].numpy(), "basal_factor": sf[:, 0].numpy()}
                  ).write_parquet(cf_dir / "metadata" / "arms.parquet")
     return len(rows)
+
+
+def basal_runs(basal_u_per_min: np.ndarray) -> list[list[tuple[int, int, float]]]:
+    """Per subject, the basal rate ``[B, T]`` (U/min) as runs ``(start, end, rate)`` of equal rate
+    (a temporary rate is a run of its own; a suspension is a run of rate 0)."""
+    out = []
+    for row in np.asarray(basal_u_per_min, float):
+        edges = np.concatenate([[0], np.nonzero(np.diff(row) != 0)[0] + 1, [len(row)]])
+        out.append([(int(a), int(b), float(row[a])) for a, b in zip(edges[:-1], edges[1:])])
+    return out
+
+
+def _behaviour(ids, plan, realised_bolus) -> pl.DataFrame:
+    """The labelled decisions of the plan, plus the correction boluses the policy gave (the
+    realised insulin above the planned meal boluses)."""
+    ev = plan.events
+    corr = (realised_bolus - plan.meal_bolus_u).clamp(min=0.0).numpy()
+    r, m = np.nonzero(corr > 1e-9)
+    nan = np.full(len(r), np.nan)
+    return pl.DataFrame({
+        "subject_id": np.concatenate([ids[ev["row"].astype(int)], ids[r]]).astype(np.int64),
+        "minute": np.concatenate([ev["minute"], m]).astype(np.int64),
+        "kind": np.concatenate([ev["kind"].astype(str), np.full(len(r), "correction")]),
+        "units": np.concatenate([ev["units"], corr[r, m]]),
+        "duration_min": np.concatenate([ev["duration_min"], nan]),
+        "factor": np.concatenate([ev["factor"], nan]),
+    }).sort(["subject_id", "minute"])
 
 
 def _events(ids, cgm, meals, bolus, basal_segments, statics) -> pl.DataFrame:
