@@ -113,9 +113,34 @@ def load_twin(path: str | Path) -> tuple[torch.jit.ScriptModule, dict]:
                           "re-export it with twinode-export") from exc
     try:
         meta = json.loads(extra[METADATA_FILE])
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise ExportError(f"{path} has no valid {METADATA_FILE} metadata; re-export it with twinode-export") from exc
+    if not isinstance(meta, dict):
+        raise ExportError(f"{path}: {METADATA_FILE} is not a JSON object; re-export it with twinode-export")
     return module, meta
+
+
+def check_metadata(meta, source: str | Path) -> None:
+    """The shape of ``twinode.json`` every consumer relies on; an ExportError naming the field."""
+    def bad(field: str, expected: str, got) -> ExportError:
+        return ExportError(f"{source}: {METADATA_FILE} field {field!r} is {type(got).__name__} {str(got)[:60]!r}, "
+                           f"expected {expected}; the file was edited or damaged, re-export it with twinode-export")
+
+    if not isinstance(meta, dict):
+        raise bad("(top level)", "a JSON object", meta)
+    for key in ("measurements", "interventions", "statics"):
+        items = meta.get(key)
+        if not isinstance(items, list) or not all(isinstance(f, dict) and isinstance(f.get("name"), str) for f in items):
+            raise bad(key, "a list of {name, unit, ...} objects", items)
+        names = [f["name"] for f in items]
+        if len(set(names)) != len(names):
+            raise bad(key, "distinct names", names)
+    if not meta["measurements"]:
+        raise bad("measurements", "at least one measurement", meta["measurements"])
+    for key, kind, expected in (("normalisation", dict, "an object"), ("methods", list, "a list of method names"),
+                                ("weights_sha256", str, "a hex string")):
+        if not isinstance(meta.get(key), kind):
+            raise bad(key, expected, meta.get(key))
 
 
 def verify_weights(module: torch.nn.Module, meta: dict, source: str | Path) -> None:
@@ -136,5 +161,6 @@ def load_verified_twin(path: str | Path) -> tuple[torch.jit.ScriptModule, dict]:
     if version != FORMAT_VERSION:
         raise ExportError(f"{path}: twin format version {version!r}, this twinode reads version {FORMAT_VERSION}; "
                           "re-export it with this twinode-export")
+    check_metadata(meta, path)
     verify_weights(module, meta, path)
     return module, meta

@@ -68,3 +68,21 @@ def test_malformed_expected_sha256_is_a_clear_error(exported, bad):
     sidecar_path(exported).write_text(bad + "\n")
     with pytest.raises(ExportError, match="sidecar|64 hex digits"):
         read_sidecar(exported)
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda m: m.pop("measurements"), "measurements"),
+    (lambda m: m.__setitem__("statics", "AGE"), "statics"),
+    (lambda m: m["interventions"].append({"unit": "mg"}), "interventions"),
+    (lambda m: m.__setitem__("methods", None), "methods"),
+    (lambda m: m["measurements"].append(dict(m["measurements"][0])), "measurements"),
+])
+def test_malformed_metadata_is_a_clear_error(exported, tmp_path, edit, field):
+    extra = {"twinode.json": ""}
+    module = torch.jit.load(str(exported), _extra_files=extra)
+    meta = json.loads(extra["twinode.json"])
+    edit(meta)
+    bad = tmp_path / "bad.pt"
+    torch.jit.save(module, str(bad), _extra_files={"twinode.json": json.dumps(meta)})
+    with pytest.raises(ExportError, match=f"field '{field}'.*re-export"):
+        load_verified_twin(bad)
