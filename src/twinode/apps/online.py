@@ -59,6 +59,8 @@ class OnlineTwin:
             self.set_static(ev.index, ev.value)
         elif ev.role == "intervention":
             self.add_dose(ev.time, ev.index, ev.value, ev.duration_h)
+        elif ev.role == "end":
+            self.end_infusion(ev.time, ev.index)
         else:
             self.add_measurement(ev.time, ev.index, ev.value)
 
@@ -71,6 +73,12 @@ class OnlineTwin:
     def add_dose(self, time_h: float, channel: int, amount: float, duration_h: float | None) -> None:
         """An intervention event: ``amount`` is the event's value (a rate for ``value: rate`` codes)."""
         self.doses.append([time_h, channel, amount, duration_h])
+
+    def end_infusion(self, time_h: float, channel: int) -> None:
+        """An end event: every infusion of ``channel`` started before it without a known end ends here."""
+        for d in self.doses:
+            if d[1] == channel and d[3] is None and d[0] < time_h:
+                d[3] = time_h - d[0]
 
     def add_measurement(self, time_h: float, channel: int, value: float) -> None:
         if self.times and time_h == self.times[-1]:

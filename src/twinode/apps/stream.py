@@ -8,7 +8,8 @@ since the window start.
 
 Each event is read by the rules training used (:mod:`twinode.data.rules`, with the FeatureSpec
 from the twin's metadata): codes resolve as in training; values outside ``valid_range`` are
-dropped and counted (or refused); an exact duplicate of an event at the same time is dropped
+dropped and counted (or refused); an infusion's ``end_code`` ends the open infusions on its
+channel, as pairing does in training; an exact duplicate of an event at the same time is dropped
 and counted; a bolus's duration is ignored (counted); statics after the window start are
 dropped and counted; a negative dose is an error. Same-time measurements are combined by
 :class:`~twinode.apps.online.OnlineTwin` with the feature's duplicate rule, and doses become
@@ -34,7 +35,7 @@ LONG_HEADER = ("subject_id", "time", "code", "numeric_value")
 @dataclass(frozen=True)
 class Event:
     time: float  # hours
-    role: str  # measurement | intervention | static
+    role: str  # measurement | intervention | static | end (an infusion's end code; index = its channel)
     index: int  # channel index within its role
     value: float
     duration_h: float | None  # interventions: None = infusion without a known end / 0 = bolus
@@ -60,6 +61,7 @@ class EventStream:
         self.spec = spec_from_meta(meta)
         roles = ("measurement", "intervention", "static")
         self.index = {f.name: (f.role, i) for role in roles for i, f in enumerate(self.spec.by_role(role))}
+        self.ends = {f.end_code: i for i, f in enumerate(self.spec.interventions) if f.end_code}
         self.known = [f["name"] for f in meta["measurements"] + meta["statics"] + meta["interventions"]]
         self.skipped: dict[str, int] = {}
         self.dropped: Counter = Counter()  # reason -> events not used (or noted), as in training's report
@@ -81,7 +83,7 @@ class EventStream:
                 raise DataError(f"expected a JSON object, got {type(d).__name__}", file=self.source, row=line)
             code = d.get("code", d.get("name"))
             value = d.get("value", d.get("numeric_value"))
-            if "time" not in d or code is None or value is None:
+            if "time" not in d or code is None or (value is None and str(code) not in self.ends):
                 raise DataError(f"a JSON event needs time, code (or name) and value, got keys {sorted(d)}",
                                 file=self.source, row=line)
             return {"time": d["time"], "code": str(code), "value": value, "duration_h": d.get("duration_h")}
@@ -112,6 +114,13 @@ class EventStream:
             where = dict(file=self.source, row=line, code=code)
             t = _number(f["time"], "time (hours)", self.source, line, code)
             feat = self.spec.resolve(code)
+            if feat is None and code in self.ends:  # an infusion's end: closes the open ones on its channel
+                if t < self._last_time:
+                    raise DataError(f"time {t} h goes back before the previous event ({self._last_time} h); "
+                                    "a stream arrives in time order", **where)
+                self._last_time = t
+                yield Event(t, "end", self.ends[code], math.nan, None, line, code)
+                continue
             if feat is None or feat.role == "outcome":
                 if feat is not None or self.skip_unknown or (ws is not None and ws.matches(code)):
                     self._skip(code)

@@ -87,20 +87,22 @@ def _one_subject(raw: RawEvents, subject: int | None, source: str, command: str)
 
 
 def _check_codes(ev: pl.DataFrame, spec: FeatureSpec, skip_unknown: bool, source: str) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Rows whose code no feature claims: an error, or skipped and counted (window-start codes are known)."""
+    """Rows whose code no feature claims: an error, or skipped and counted (window-start and infusion-end
+    codes are known: align reads them)."""
     codes = ev["code"].unique().to_list()
     ws = spec.window_start
     unknown = [c for c in codes if spec.resolve(c) is None]
     # Outcome rows are labels, not inputs: counted as skipped (they stay, as in training).
     outcome = [c for c in codes if (f := spec.resolve(c)) is not None and f.role == "outcome"]
-    bad = [c for c in unknown if not (ws is not None and ws.matches(c))]
+    ends = {f.end_code for f in spec.interventions if f.end_code}
+    bad = [c for c in unknown if not (ws is not None and ws.matches(c)) and c not in ends]
     if bad and not skip_unknown:
         row = ev.filter(pl.col("code").is_in(bad)).row(0, named=True)
         known = [f.name for f in spec.features if f.role != "outcome"]
         raise DataError(f"unknown code {row['code']!r}; this twin knows {known}", file=row.get("_file", source),
                         subject=row["subject_id"], code=row["code"], row=row.get("_row"),
                         hint="pass --skip-unknown-codes to skip (and count) such rows")
-    # Window-start rows stay: align needs them (tensorize then counts them as unmapped_code, as in training).
+    # Window-start and end rows stay: align needs them (tensorize then counts them as unmapped_code, as in training).
     counts = ev.filter(pl.col("code").is_in(bad + outcome)).group_by("code").len()
     return ev.filter(~pl.col("code").is_in(bad)), dict(zip(counts["code"].to_list(), counts["len"].to_list()))
 

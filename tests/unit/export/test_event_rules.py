@@ -217,3 +217,15 @@ def test_meds_input_picks_a_subject_and_an_origin(synthetic, tmp_path):
     assert h.times.tolist() == [1.0, 2.5]
     with pytest.raises(DataError, match="subject 3 is not in the events"):
         read_history(p, meta, subject=3)
+
+
+def test_an_end_code_closes_its_infusion_in_every_reader(glucose, tmp_path):
+    twin, meta, spec = glucose
+    p = write(tmp_path, "subject_id,time,code,numeric_value\n1,0,CGM//mg/dL,120\n1,0,INSULIN//BASAL//U/h,1.5\n"
+                        "1,2,INSULIN//BASAL_END,\n1,3,CGM//mg/dL,130\n")
+    rec = training_record(p, spec)
+    assert rec.doses.tolist() == [[0.0, 2.0, 3.0, 2.0]]  # 1.5 U/h for 2 h
+    assert read_history(p, meta).doses.tolist() == rec.doses.tolist()
+    state, _ = stream_of([{"time": 0, "code": "CGM", "value": 120}, {"time": 0, "code": "INSULIN//BASAL//U/h", "value": 1.5},
+                          {"time": 2, "code": "INSULIN//BASAL_END"}, {"time": 3, "code": "CGM", "value": 130}], meta)
+    assert state.dose_tensor(6.0).tolist() == rec.doses.tolist()
