@@ -157,3 +157,31 @@ class EventStream:
                 self.dropped["static_after_start"] += 1
                 continue
             yield Event(t, role, i, v, dur, line, code)
+
+
+def table_lines(path, meta: dict, *, subject: int | None = None, time_origin=None, window_hours: float | None = None,
+                skip_unknown: bool | None = None, command: str = "twinode-monitor"):
+    """A recorded stay (a MEDS folder, or a long CSV/parquet with timestamps or hours) as stream
+    lines in time order, aligned to its window start as training aligns it.
+
+    Returns the JSON lines and the :class:`~twinode.data.events.AlignedSubject` (what was
+    dropped or skipped while reading). Rows without a value are counted as ``missing_value``
+    (as in training); statics without a time come first."""
+    from twinode.data.events import align_subject
+
+    a = align_subject(path, spec_from_meta(meta), subject=subject, time_origin=time_origin, window_hours=window_hours,
+                      skip_unknown=skip_unknown, command=command)
+    ev = a.events
+    ends = {f.end_code for f in spec_from_meta(meta).interventions if f.end_code}
+    no_value = ev["numeric_value"].is_null() | ev["numeric_value"].is_nan()
+    usable = ~no_value | ev["code"].is_in(sorted(ends))
+    if int((~usable).sum()):
+        a.dropped["missing_value"] += int((~usable).sum())
+    ev = ev.filter(usable)
+    first = min(0.0, float(ev["time"].min())) if ev["time"].drop_nulls().len() else 0.0
+    ev = ev.with_columns(ev["time"].fill_null(first)).sort("time", maintain_order=True)
+    dur = ev["duration_h"].to_list() if "duration_h" in ev.columns else [None] * ev.height
+    lines = [json.dumps({"time": t, "code": c, "value": None if v is None or v != v else float(v),
+                         "duration_h": None if d is None or d != d else float(d)})
+             for t, c, v, d in zip(ev["time"].to_list(), ev["code"].to_list(), ev["numeric_value"].to_list(), dur)]
+    return lines, a

@@ -2,6 +2,7 @@
 
     twinode-monitor --model twin.pt --stream events.jsonl|events.csv|- [--threshold 3] [--out scored.jsonl]
                     [--plot monitor.png] [--tracking-uri URI --run-id RUN]
+    twinode-monitor --model twin.pt --stream MEDS_DIR|events.parquet --subject ID [--time-origin T]   # replay a stay
 
 Each measurement gets the z-score of its value against the predictive distribution from
 the history before it; ``|z| > --threshold`` (for ``--consecutive`` readings) is an alert.
@@ -15,6 +16,8 @@ import json
 import statistics
 import sys
 import tempfile
+from collections import Counter
+from pathlib import Path
 
 import torch
 
@@ -25,7 +28,13 @@ from twinode.errors import DataError
 def _args(argv):
     p = argparse.ArgumentParser(prog="twinode-monitor", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="twin.pt, or models:/NAME@ALIAS")
-    p.add_argument("--stream", required=True, help="newline-delimited JSON or long CSV events; '-' reads stdin as it arrives")
+    p.add_argument("--stream", required=True, help="newline-delimited JSON or long CSV events in hours; '-' reads stdin as "
+                   "it arrives; a MEDS folder, a parquet file or timestamped CSV is replayed in time order")
+    p.add_argument("--subject", type=int, default=None, help="the subject to replay when the events hold several (MEDS)")
+    p.add_argument("--time-origin", default=None, help="window start for timestamped events (default: the twin's "
+                   "window_start event, else the subject's first event)")
+    p.add_argument("--window-hours", type=float, default=None, help="replay events up to this many hours after the window "
+                   "start (default: the twin's training window)")
     p.add_argument("--threshold", type=float, default=3.0, help="alert when |z| exceeds this (default 3)")
     p.add_argument("--direction", choices=["both", "high", "low"], default="both")
     p.add_argument("--consecutive", type=int, default=1, help="readings in a row above threshold before an alert")
@@ -33,12 +42,30 @@ def _args(argv):
     p.add_argument("--samples", type=int, default=32, help="latent draws for the predictive distribution (0: posterior mean)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--full-reencode", action="store_true", help="re-encode the whole history per event (for comparison)")
-    p.add_argument("--skip-unknown-codes", action="store_true")
+    p.add_argument("--skip-unknown-codes", action="store_true", default=None,
+                   help="skip (and count) codes the twin does not know (the default for replayed timestamped/MEDS events)")
     p.add_argument("--out", default=None, help="write scored JSON lines here instead of stdout")
     p.add_argument("--plot", default=None, help="PNG of values, forecast band and alerts")
     p.add_argument("--tracking-uri", default=None)
     p.add_argument("--run-id", default=None, help="log the plot into this MLflow run")
     return p.parse_args(argv)
+
+
+def _is_table(a) -> bool:
+    """A recorded table rather than a stream: a folder, parquet, a chosen subject or origin, or CSV with timestamps."""
+    path = Path(a.stream)
+    if path.is_dir() or path.suffix == ".parquet" or a.subject is not None or a.time_origin is not None:
+        return True
+    if path.suffix != ".csv" or not path.is_file():
+        return False
+    with path.open(encoding="utf-8") as fh:
+        head, first = fh.readline(), fh.readline()
+    cells = dict(zip([c.strip() for c in head.split(",")], first.split(",")))
+    try:
+        float(cells.get("time", "0"))
+    except ValueError:
+        return True
+    return False
 
 
 def run(a) -> int:
@@ -49,15 +76,24 @@ def run(a) -> int:
     rule = AlertRule(a.threshold, a.direction, a.consecutive, a.warmup)
     with tempfile.TemporaryDirectory() as tmp:
         twin, meta = load_model(a.model, a.tracking_uri, tmp)
+    read = None
     if a.stream == "-":
         lines, source = sys.stdin, "<stdin>"
+    elif _is_table(a):
+        from twinode.apps.stream import table_lines
+
+        lines, read = table_lines(a.stream, meta, subject=a.subject, time_origin=a.time_origin, window_hours=a.window_hours,
+                                  skip_unknown=a.skip_unknown_codes)
+        source = a.stream
+        for w in read.warnings:
+            print(f"warning: {w}", file=sys.stderr)
     else:
         try:
             lines, source = open(a.stream, encoding="utf-8"), a.stream
         except OSError as exc:
             raise DataError(f"cannot read the stream: {exc.strerror}", file=a.stream) from None
     monitor = Monitor(twin, meta, rule, num_samples=a.samples, seed=a.seed, incremental=not a.full_reencode)
-    stream = EventStream(lines, meta, source, skip_unknown=a.skip_unknown_codes)
+    stream = EventStream(lines, meta, source, skip_unknown=bool(a.skip_unknown_codes))
     out = open(a.out, "w") if a.out else sys.stdout
     scored = []
     try:
@@ -75,10 +111,12 @@ def run(a) -> int:
     cost = statistics.median(s.seconds for s in scored) * 1e3 if scored else float("nan")
     mode = "incremental" if monitor.state.incremental else "full re-encode"
     print(f"scored {len(scored)} readings, {alerts} alerts; median {cost:.2f} ms per reading ({mode})", file=sys.stderr)
-    if stream.skipped:
-        print(f"skipped lines by code: {stream.skipped}", file=sys.stderr)
-    if stream.dropped:
-        print(f"lines not used or adjusted, by reason: {dict(stream.dropped)}", file=sys.stderr)
+    skipped = {**(read.skipped if read else {}), **stream.skipped}
+    dropped = (read.dropped if read else Counter()) + stream.dropped
+    if skipped:
+        print(f"skipped lines by code: {skipped}", file=sys.stderr)
+    if dropped:
+        print(f"lines not used or adjusted, by reason: {dict(dropped)}", file=sys.stderr)
     if a.plot and scored:
         from twinode.apps.plots import log_figure, plot_monitor
 

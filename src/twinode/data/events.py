@@ -119,10 +119,21 @@ def _check_span(ev: pl.DataFrame, window_hours: float, source: str) -> None:
                         hint="give time as hours since the window start (divide minutes by 60, seconds by 3600)")
 
 
-def read_subject(source: str | Path | RawEvents, spec: FeatureSpec, *, subject: int | None = None, time_origin=None,
-                 window_hours: float | None = None, skip_unknown: bool | None = None,
-                 command: str = "twinode-predict") -> SubjectEvents:
-    """One subject's events -> :class:`SubjectEvents` (original units), by the training rules.
+@dataclass
+class AlignedSubject:
+    subject_id: int
+    events: pl.DataFrame  # the subject's rows, time in hours since its window start, within the window
+    window_hours: float
+    source: str
+    dropped: Counter
+    skipped: dict[str, int]
+    warnings: list[str]
+
+
+def align_subject(source: str | Path | RawEvents, spec: FeatureSpec, *, subject: int | None = None, time_origin=None,
+                  window_hours: float | None = None, skip_unknown: bool | None = None,
+                  command: str = "twinode-predict") -> AlignedSubject:
+    """One subject's events checked and aligned by the training steps (``check_events``, ``align``).
 
     ``time_origin`` replaces the window start (default: the spec's ``window_start`` event for
     timestamps, else the earliest event; 0 h for hour-valued files). ``window_hours``
@@ -153,6 +164,13 @@ def read_subject(source: str | Path | RawEvents, spec: FeatureSpec, *, subject: 
     if not aligned.height:
         raise DataError(f"no event of subject {sid} falls in the window (dropped: {dict(report.dropped)})", file=name,
                         hint="check --time-origin, or the spec's window_start code in the events")
-    records, trep = tensorize(aligned, spec, source=name, transform=False, until_h=window)
-    report.dropped.update(trep.dropped)
-    return SubjectEvents(sid, records[0], aligned, spec, window, report.dropped, skipped, warnings)
+    return AlignedSubject(sid, aligned, window, name, report.dropped, skipped, warnings)
+
+
+def read_subject(source: str | Path | RawEvents, spec: FeatureSpec, **options) -> SubjectEvents:
+    """One subject's events -> :class:`SubjectEvents` (original units), by the training rules;
+    ``options`` as for :func:`align_subject`."""
+    a = align_subject(source, spec, **options)
+    records, trep = tensorize(a.events, spec, source=a.source, transform=False, until_h=a.window_hours)
+    a.dropped.update(trep.dropped)
+    return SubjectEvents(a.subject_id, records[0], a.events, spec, a.window_hours, a.dropped, a.skipped, a.warnings)
