@@ -94,7 +94,8 @@ def main() -> int:
             ins1 = torch.full((1, HORIZON_MIN), basal, dtype=torch.float64)
             for d in best.doses.tolist():
                 if int(d[1]) == 1:
-                    ins1[0, min(int(round(d[0] * 60)) - m0, HORIZON_MIN - 1)] += d[2]
+                    # A dose at a slot before the meal (the history ends at the last reading) is given with it.
+                    ins1[0, min(max(int(round(d[0] * 60)) - m0, 0), HORIZON_MIN - 1)] += d[2]
             g1 = replay(world, [b], m0, meals[:1], ins1)[:, 1:].numpy()
             per["twin_search"].append({**outcome(g1[0], obj), "method": how})
         if a.plot and b == 0:
@@ -108,6 +109,8 @@ def main() -> int:
                           "tbr_pct": 100 * statistics.mean(r["tbr"] for r in rows),
                           "hypo_events": sum(r["hypo_events"] for r in rows),
                           "patients_with_hypo": sum(r["hypo_events"] > 0 for r in rows)}
+            if k == "twin_search":
+                summary[k]["methods"] = {m: sum(r["method"] == m for r in rows) for m in sorted({r["method"] for r in rows})}
     res = {"twin": a.twin, "run_id": meta.get("training_run_id"), "summary": summary,
            "rank_agreement_spearman_median": statistics.median(agree) if agree else None,
            "seconds": time.perf_counter() - t0}
