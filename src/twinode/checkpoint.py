@@ -14,6 +14,7 @@ This module sits below ``training/`` and ``export/``: both, and the CLIs, import
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,8 @@ def read_checkpoint(path: str | Path, *, trust: bool = False) -> dict:
     except pickle.UnpicklingError as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         if "Weights only load failed" in str(exc) and not trust:
-            detail = next((ln.strip() for ln in str(exc).splitlines() if "GLOBAL" in ln or "Unsupported" in ln), first)
+            found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+            detail = f"it names {found.group(1)}" if found else first
             raise ExportError(f"{path}: the checkpoint holds objects beyond tensors and plain containers, which could "
                               f"run code when loaded ({detail[:200]}); {TRUST_HINT}") from None
         raise ExportError(f"{path} is not a readable checkpoint (corrupted or truncated?): {first}") from None

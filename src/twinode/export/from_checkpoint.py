@@ -32,8 +32,9 @@ def export_checkpoint(ckpt_path: str | Path, out: str | Path, *, run_id: str | N
     try:
         twin.load_state_dict(state)
     except RuntimeError as exc:
-        raise ExportError(f"{ckpt_path}: weights do not fit the twin its config describes: "
-                          f"{str(exc).splitlines()[0][:300]}") from None
+        lines = [ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()] or [str(exc)]
+        raise ExportError(f"{ckpt_path}: weights do not fit the twin its config describes: {lines[0][:300]}; "
+                          "export the checkpoint with the twinode version that trained it") from None
     solver = {k: v for k, v in OmegaConf.to_container(cfg.solver, resolve=True).items() if not k.startswith("_")}
     return export_twin(twin, meta["normaliser"], spec, out, solver=solver, run_id=run_id,
                        data_fingerprint=meta.get("data_fingerprint"))
