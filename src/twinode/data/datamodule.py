@@ -16,7 +16,9 @@ from twinode.errors import ConfigError, DataError
 
 # forecast: history up to a cut, horizon after it (random cuts in training). interpolation and
 # extrapolation are the Latent ODE PhysioNet tasks (see windows.ForecastWindows).
-TASKS = ("forecast", "interpolation", "extrapolation")
+# mixed: random cuts with a random share of the history held out as targets too (the anchored
+# twin's training task: it learns to forecast and to impute); validated like forecast.
+TASKS = ("forecast", "interpolation", "extrapolation", "mixed")
 
 
 class TwinDataModule(L.LightningDataModule):
@@ -51,7 +53,8 @@ class TwinDataModule(L.LightningDataModule):
         self.splits = {k: [self.normaliser.apply(r) for r in v] for k, v in by_split.items()}
         self.fingerprint = loaded.fingerprint or _fingerprint(loaded.events, self.spec)
         w = self.spec.window_hours
-        train_mode, eval_mode = ("random", "fixed") if self.task == "forecast" else (self.task, self.task)
+        modes = {"forecast": ("random", "fixed"), "mixed": ("mixed", "fixed")}
+        train_mode, eval_mode = modes.get(self.task, (self.task, self.task))
         self.train_windows = ForecastWindows(self.splits["train"], self.horizon_h, w, train_mode, self.min_history_h, self.seed)
         self.val_windows = ForecastWindows(self.splits["tuning"], self.horizon_h, w, eval_mode)
         self.test_windows = ForecastWindows(self.splits["held_out"] or self.splits["tuning"], self.horizon_h, w, eval_mode)

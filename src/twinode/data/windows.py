@@ -29,7 +29,7 @@ class Window:
     anchor: float  # last history time: where the twin's latent state lives
 
 
-MODES = ("random", "fixed", "interpolation", "extrapolation")
+MODES = ("random", "fixed", "interpolation", "extrapolation", "imputation", "mixed")
 
 
 class ForecastWindows(Dataset):
@@ -41,15 +41,22 @@ class ForecastWindows(Dataset):
     ``"interpolation"`` gives the whole window as history and the same points as targets
     (reconstruction); ``"extrapolation"`` cuts at ``window_h / 2`` (first 24 h -> last 24 h
     of a 48 h window).
+
+    Held-out targets inside the history (what an anchored twin must learn to fill in):
+    ``"imputation"`` keeps a seeded half of the window's time points as history and asks for
+    the other half; ``"mixed"`` (training) draws a random cut as ``"random"`` does and also
+    holds out a random share (up to ``max_holdout``) of the history's time points as targets,
+    so one twin learns to forecast and to impute.
     """
 
     def __init__(self, records: list[SubjectRecord], horizon_h: float, window_h: float, mode: str = "fixed",
-                 min_history_h: float = 6.0, seed: int = 0):
+                 min_history_h: float = 6.0, seed: int = 0, max_holdout: float = 0.5):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.records = [r for r in records if len(r.times) > 0]
         self.horizon_h, self.window_h, self.mode = float(horizon_h), float(window_h), mode
         self.min_history_h, self.seed, self.epoch = float(min_history_h), seed, 0
+        self.max_holdout = float(max_holdout)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -58,7 +65,7 @@ class ForecastWindows(Dataset):
         return len(self.records)
 
     def cut_time(self, idx: int) -> float:
-        if self.mode == "interpolation":
+        if self.mode in ("interpolation", "imputation"):
             return self.window_h
         if self.mode == "extrapolation":
             return self.window_h / 2
@@ -67,6 +74,21 @@ class ForecastWindows(Dataset):
             return last
         rng = np.random.default_rng((self.seed, self.epoch, idx))
         return float(rng.uniform(min(self.min_history_h, last), last))
+
+    def _held_out(self, idx: int, n_hist: int) -> np.ndarray:
+        """Which of the history's ``n_hist`` time points become targets (never all of them)."""
+        if self.mode == "imputation":
+            rng = np.random.default_rng((self.seed, 7919, self.records[idx].subject_id))
+            share = 0.5
+        elif self.mode == "mixed":
+            rng = np.random.default_rng((self.seed, self.epoch, idx, 1))
+            share = float(rng.uniform(0.0, self.max_holdout))
+        else:
+            return np.zeros(n_hist, bool)
+        out = rng.random(n_hist) < share
+        if out.all():
+            out[rng.integers(n_hist)] = False
+        return out
 
     def __getitem__(self, idx: int) -> Window:
         r = self.records[idx]
@@ -78,10 +100,16 @@ class ForecastWindows(Dataset):
             cut = float(r.times[0])
         if self.mode == "interpolation":
             tg = h
-        elif self.mode == "extrapolation":
+        elif self.mode in ("extrapolation", "imputation"):
             tg = (r.times > cut) & (r.times <= self.window_h)
         else:
             tg = (r.times > cut) & (r.times <= cut + self.horizon_h)
+        hist_idx = np.flatnonzero(h)
+        out = self._held_out(idx, len(hist_idx))
+        if out.any():  # move held-out history points into the targets
+            h = h.copy()
+            h[hist_idx[out]] = False
+            tg = tg | np.isin(np.arange(len(h)), hist_idx[out])
         hist_t = r.times[h]
         return Window(r.subject_id, hist_t, r.values[h], r.mask[h], r.times[tg], r.values[tg], r.mask[tg],
                       r.doses, r.static, r.outcome, float(hist_t[-1]))

@@ -3,10 +3,12 @@
 It is the module that gets scripted into ``twin.pt``: it takes and returns original units,
 validates every argument, and never imputes a missing value silently (mask == 0 means
 "not observed", and the value there is ignored). Methods (the export contract, docs/export.md):
-``forecast``, ``sample``, ``risk``, ``forecast_batch``.
+``forecast``, ``sample``, ``risk``, ``forecast_batch``, and the two halves of a forecast,
+``posterior`` (encode a history once) and ``decode`` (any number of dose plans and query
+times from that posterior).
 """
 
-from typing import Final, List, Tuple
+from typing import Dict, Final, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -23,7 +25,8 @@ class TwinPredictor(nn.Module):
     max_span_h: Final[float]
 
     def __init__(self, twin: PatientTwin, meas_mean: List[float], meas_std: List[float], static_mean: List[float],
-                 static_std: List[float], dose_scale: List[float], log1p_channels: List[bool]):
+                 static_std: List[float], dose_scale: List[float], log1p_channels: List[bool],
+                 valid_range: Optional[List[Optional[Tuple[float, float]]]] = None):
         super().__init__()
         self.twin = twin
         self.n_measurements = twin.n_measurements
@@ -38,6 +41,12 @@ class TwinPredictor(nn.Module):
         self.register_buffer("static_std", f(static_std))
         self.register_buffer("dose_scale", f(dose_scale))
         self.register_buffer("log1p", torch.tensor(log1p_channels, dtype=torch.bool))
+        # Means and sampled values stay inside each channel's valid range (original units).
+        ranges = valid_range if valid_range is not None else [None] * len(meas_mean)
+        lo = [float(r[0]) if r is not None else -3.0e38 for r in ranges]
+        hi = [float(r[1]) if r is not None else 3.0e38 for r in ranges]
+        self.register_buffer("valid_lo", f(lo))
+        self.register_buffer("valid_hi", f(hi))
 
     # ---- normalisation (original units <-> model units) ----
 
@@ -53,8 +62,9 @@ class TwinPredictor(nn.Module):
         return s, known
 
     def _norm_doses(self, doses: Tensor) -> Tensor:
-        """``[..., M, 4]`` -> amounts in training scale; no doses become one zero-amount row."""
-        if doses.shape[-2] == 0:
+        """``[..., M, 4]`` -> amounts in training scale; no doses (or a twin without
+        intervention channels, which ignores them) become one zero-amount row."""
+        if doses.shape[-2] == 0 or self.n_interventions == 0:
             shape = list(doses.shape)
             shape[-2] = 1
             return torch.zeros(shape, dtype=torch.float32, device=doses.device)
@@ -66,9 +76,18 @@ class TwinPredictor(nn.Module):
         y = mean * self.meas_std + self.meas_mean
         sd = torch.exp(log_std) * self.meas_std
         # log1p channels: back-transform the mean, and the std by the delta method.
+        # Back-transform inside the valid range first, so expm1 cannot explode.
+        y = torch.minimum(torch.maximum(y, self._transformed(self.valid_lo)), self._transformed(self.valid_hi))
         mean_o = torch.where(self.log1p, torch.expm1(y), y)
         sd_o = torch.where(self.log1p, torch.exp(y) * sd, sd)
-        return mean_o, sd_o
+        return self._clip(mean_o), sd_o
+
+    def _transformed(self, bound: Tensor) -> Tensor:
+        """A bound in original units on the model's transformed scale (log1p where it applies)."""
+        return torch.where(self.log1p, torch.log1p(bound.clamp(min=0.0, max=1.0e30)), bound)
+
+    def _clip(self, x: Tensor) -> Tensor:
+        return torch.minimum(torch.maximum(x, self.valid_lo), self.valid_hi)
 
     # ---- one subject ----
 
@@ -77,8 +96,10 @@ class TwinPredictor(nn.Module):
         check_static(static, self.n_static, prefix)
         check_doses(doses, self.n_interventions, prefix)
 
-    def _posterior(self, times: Tensor, values: Tensor, mask: Tensor, static: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-        """q(z | history) at the anchor (last observed time; 0 without history): mean, log-std, anchor, s_emb."""
+    def _posterior(self, times: Tensor, values: Tensor, mask: Tensor, static: Tensor) -> Dict[str, Tensor]:
+        """q(z | history) at the anchor (last observed time; 0 without history) and what decoding
+        from it needs: ``z_mean``, ``z_log_std``, ``anchor``, ``s_emb`` and the normalised history
+        ``hist_t``, ``hist_x``, ``hist_m``, ``hist_len`` (batch of one)."""
         s, known = self._norm_static(static)
         s_emb = self.twin.embed_static(s.unsqueeze(0), known.unsqueeze(0))
         if times.shape[0] == 0:  # no history: the encoder state comes from the statics alone
@@ -93,7 +114,37 @@ class TwinPredictor(nn.Module):
             length = torch.full([1], times.shape[0], dtype=torch.long, device=times.device)
             anchor = times[-1:].clone()
         z_mean, z_log_std = self.twin.encode(t, x, m, length, s_emb)
-        return z_mean, z_log_std, anchor, s_emb
+        return {"z_mean": z_mean, "z_log_std": z_log_std, "anchor": anchor, "s_emb": s_emb,
+                "hist_t": t, "hist_x": x, "hist_m": m, "hist_len": length}
+
+    def _decode(self, post: Dict[str, Tensor], z: Tensor, doses: Tensor, query_times: Tensor) -> Tuple[Tensor, Tensor]:
+        """Mean and log-std ``[K, Q, D]`` (model units) for K latent draws ``z [K, L]`` of one posterior."""
+        k = z.shape[0]
+        d = self._norm_doses(doses).unsqueeze(0).expand(k, -1, 4)
+        tq = query_times.unsqueeze(0).expand(k, query_times.shape[0])
+        n = post["hist_t"].shape[1]
+        return self.twin.decode_at(z, post["anchor"].expand(k), tq, d, post["s_emb"].expand(k, -1),
+                                   post["hist_t"].expand(k, n), post["hist_x"].expand(k, n, self.n_measurements),
+                                   post["hist_m"].expand(k, n, self.n_measurements), post["hist_len"].expand(k))
+
+    @torch.jit.export
+    def posterior(self, times: Tensor, values: Tensor, mask: Tensor, static: Tensor) -> Dict[str, Tensor]:
+        """Encode one history (original units, checked as in ``forecast``) once; pass the result to
+        ``decode`` for any number of dose plans and query times."""
+        self._check(times, values, mask, static, torch.zeros(0, 4, dtype=torch.float32, device=times.device), "")
+        return self._posterior(times, values, mask, static)
+
+    @torch.jit.export
+    def decode(self, post: Dict[str, Tensor], doses: Tensor, query_times: Tensor) -> Tuple[Tensor, Tensor]:
+        """Predictive mean and std ``[Q, D]`` (original units) from a ``posterior`` under ``doses``."""
+        check_doses(doses, self.n_interventions, "")
+        anchor_h = float(post["anchor"][0].item()) if int(post["hist_len"][0].item()) > 0 else 0.0
+        check_query(query_times, anchor_h, self.max_span_h, "")
+        if query_times.shape[0] == 0:
+            empty = torch.zeros(0, self.n_measurements, dtype=torch.float32, device=query_times.device)
+            return empty, empty.clone()
+        mean, log_std = self._decode(post, post["z_mean"], doses, query_times)
+        return self._to_original(mean[0], log_std[0])
 
     @torch.jit.export
     def forecast(self, times: Tensor, values: Tensor, mask: Tensor, static: Tensor, doses: Tensor,
@@ -102,11 +153,11 @@ class TwinPredictor(nn.Module):
         self._check(times, values, mask, static, doses, "")
         anchor_h = float(times[-1].item()) if times.shape[0] > 0 else 0.0
         check_query(query_times, anchor_h, self.max_span_h, "")
-        z, _, anchor, s_emb = self._posterior(times, values, mask, static)
+        post = self._posterior(times, values, mask, static)
         if query_times.shape[0] == 0:
             empty = torch.zeros(0, self.n_measurements, dtype=torch.float32, device=times.device)
             return empty, empty.clone()
-        mean, log_std = self.twin.decode_at(z, anchor, query_times.unsqueeze(0), self._norm_doses(doses).unsqueeze(0), s_emb)
+        mean, log_std = self._decode(post, post["z_mean"], doses, query_times)
         return self._to_original(mean[0], log_std[0])
 
     @torch.jit.export
@@ -119,19 +170,19 @@ class TwinPredictor(nn.Module):
         check_query(query_times, anchor_h, self.max_span_h, "")
         if num_samples < 1:
             raise ValueError("num_samples: expected an integer >= 1, got " + str(num_samples))
-        z_mean, z_log_std, anchor, s_emb = self._posterior(times, values, mask, static)
+        post = self._posterior(times, values, mask, static)
         if query_times.shape[0] == 0:
             return torch.zeros(num_samples, 0, self.n_measurements, dtype=torch.float32, device=times.device)
         gen = torch.Generator()
         gen.manual_seed(seed)
+        z_mean, z_log_std = post["z_mean"], post["z_log_std"]
         eps = torch.randn([num_samples, z_mean.shape[1]], generator=gen).to(z_mean.device)
         z = z_mean + torch.exp(z_log_std) * eps if self.twin.variational else z_mean.expand(num_samples, z_mean.shape[1])
-        d = self._norm_doses(doses).unsqueeze(0).expand(num_samples, -1, 4)
-        tq = query_times.unsqueeze(0).expand(num_samples, query_times.shape[0])
-        mean, log_std = self.twin.decode_at(z, anchor.expand(num_samples), tq, d, s_emb.expand(num_samples, -1))
+        mean, log_std = self._decode(post, z, doses, query_times)
         noise = torch.randn(mean.shape, generator=gen).to(mean.device)
         y = (mean + torch.exp(log_std) * noise) * self.meas_std + self.meas_mean
-        return torch.where(self.log1p, torch.expm1(y), y)
+        y = torch.minimum(torch.maximum(y, self._transformed(self.valid_lo)), self._transformed(self.valid_hi))
+        return self._clip(torch.where(self.log1p, torch.expm1(y), y))
 
     @torch.jit.export
     def risk(self, times: Tensor, values: Tensor, mask: Tensor, static: Tensor, doses: Tensor) -> Tensor:
@@ -140,8 +191,9 @@ class TwinPredictor(nn.Module):
             raise RuntimeError("risk: this twin has no risk head (it was trained without an outcome feature "
                                "or with model.twin.risk_head=false); see metadata 'methods'")
         self._check(times, values, mask, static, doses, "")
-        z, _, _, s_emb = self._posterior(times, values, mask, static)
-        return torch.sigmoid(self.twin.risk_logit(z, s_emb))[0]
+        p = self._posterior(times, values, mask, static)
+        logit = self.twin.risk_logit(p["z_mean"], p["s_emb"], p["hist_t"], p["hist_x"], p["hist_m"], p["hist_len"])
+        return torch.sigmoid(logit)[0]
 
     # ---- a batch of subjects ----
 
@@ -191,7 +243,7 @@ class TwinPredictor(nn.Module):
         # Rows past a subject's n_doses are padding: zero them (channel 0, no amount) first.
         used = torch.arange(doses.shape[1], device=doses.device).unsqueeze(0) < n_doses.unsqueeze(1)
         d = self._norm_doses(torch.where(used.unsqueeze(-1), doses, torch.zeros_like(doses)))
-        mean, log_std = self.twin.decode_at(z, anchor, query_times, d, s_emb)
+        mean, log_std = self.twin.decode_at(z, anchor, query_times, d, s_emb, t, x, m, lengths.long())
         return self._to_original(mean, log_std)
 
     def forward(self, times: Tensor, values: Tensor, mask: Tensor, static: Tensor, doses: Tensor,

@@ -5,6 +5,13 @@ history --encoder--> q(z_a) at the anchor (last observed time), for every encode
 z_a --ODE dz/dt = f(z, u(t), s)--> z(t) at any query time, before or after the anchor
 z(t) --decoder--> Gaussian p(x(t) | z(t)) in normalised units
 
+``decoder="anchored"`` (the default twin) decodes each channel from its own observations
+around the query (last value and age, next value and gap: models.anchoring) relaxing toward
+a subject level, and lets z(t) add the deviation the dynamics explain
+(models.decoders.AnchoredDecoder); ``decoder="latent"`` decodes from z(t) alone (the
+classic latent ODE). The anchored decoder needs the history at decode time, so
+``decode_at`` and ``risk_logit`` take it as optional trailing arguments.
+
 Lightning wraps this module for training; export scripts this very module.
 """
 
@@ -17,13 +24,15 @@ import torch
 from torch import Tensor, nn
 
 from twinode.errors import ConfigError
-from twinode.models.decoders import GaussianDecoder
+from twinode.models.anchoring import channel_anchors, history_stats, last_values
+from twinode.models.decoders import AnchoredDecoder, GaussianDecoder
 from twinode.models.dynamics import HybridField, MLPField
 from twinode.models.encoders import GRUDeltaEncoder, ODERNNEncoder
 from twinode.solvers import FixedGridSolver
 
 
 ENCODERS = ("gru_delta", "ode_rnn")
+DECODERS = ("latent", "anchored")
 
 
 class PatientTwin(nn.Module):
@@ -34,13 +43,16 @@ class PatientTwin(nn.Module):
 
     variational: Final[bool]
     has_risk: Final[bool]
+    anchored: Final[bool]
+    n_measurements: Final[int]
 
     def __init__(self, n_measurements: int, n_static: int, n_interventions: int, solver=None,
                  latent_dim: int = 16, hidden: int = 64, encoder_hidden: int = 64, static_embed: int = 8,
                  field_layers: int = 2, half_life_h: Optional[List[float]] = None, variational: bool = True,
                  risk_head: bool = False, encoder: str = "gru_delta", encoder_direction: str = "backward",
                  encoder_ode_steps: int = 1, encoder_method: str = "rk4", encoder_time_scale_h: float = 24.0,
-                 mechanistic: Optional[Callable[..., nn.Module]] = None):
+                 mechanistic: Optional[Callable[..., nn.Module]] = None, decoder: str = "latent",
+                 anchor_rate_per_h: float = 0.1):
         super().__init__()
         if n_measurements < 1:
             raise ValueError(f"a twin needs at least one measurement channel, got n_measurements={n_measurements}")
@@ -61,10 +73,18 @@ class PatientTwin(nn.Module):
                                             static_dim=static_embed), field)
         make_solver = solver if solver is not None else FixedGridSolver
         self.solver = make_solver(field=field)
-        self.decoder = GaussianDecoder(latent_dim, n_measurements, hidden)
-        # Outcome risk (e.g. in-hospital death) from the latent state at the anchor.
+        if decoder not in DECODERS:
+            raise ConfigError("model.twin.decoder", decoder, DECODERS)
+        self.anchored = decoder == "anchored"
+        if self.anchored:
+            self.decoder = AnchoredDecoder(latent_dim, n_measurements, hidden, rate_per_h=anchor_rate_per_h)
+        else:
+            self.decoder = GaussianDecoder(latent_dim, n_measurements, hidden)
+        # Outcome risk (e.g. in-hospital death) from the latent state at the anchor; the
+        # anchored twin also gives it each channel's history mean, last value and count.
         self.has_risk = risk_head
-        self.risk_net = nn.Sequential(nn.Linear(latent_dim + static_embed, hidden), nn.Tanh(), nn.Linear(hidden, 1)) if risk_head else nn.Identity()
+        risk_in = latent_dim + static_embed + (4 * n_measurements if self.anchored else 0)
+        self.risk_net = nn.Sequential(nn.Linear(risk_in, hidden), nn.Tanh(), nn.Linear(hidden, 1)) if risk_head else nn.Identity()
 
     @torch.jit.export
     def embed_static(self, s: Tensor, s_known: Tensor) -> Tensor:
@@ -75,21 +95,45 @@ class PatientTwin(nn.Module):
         return self.encoder(hist_t, hist_x, hist_m, hist_len, s_emb)
 
     @torch.jit.export
-    def decode_at(self, z_a: Tensor, anchor: Tensor, tq: Tensor, doses: Tensor, s_emb: Tensor) -> tuple[Tensor, Tensor]:
-        """Predictive mean and log-std ``[B, Q, D]`` (normalised units) at query times ``tq [B, Q]``."""
+    def decode_at(self, z_a: Tensor, anchor: Tensor, tq: Tensor, doses: Tensor, s_emb: Tensor,
+                  hist_t: Optional[Tensor] = None, hist_x: Optional[Tensor] = None, hist_m: Optional[Tensor] = None,
+                  hist_len: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        """Predictive mean and log-std ``[B, Q, D]`` (normalised units) at query times ``tq [B, Q]``.
+        The anchored decoder needs the (normalised, padded) history the state was encoded from."""
         zq = self.solver(z_a, anchor, tq, doses, s_emb)
-        return self.decoder(zq)
+        if not self.anchored:
+            return self.decoder(zq)
+        if hist_t is None or hist_x is None or hist_m is None or hist_len is None:
+            raise RuntimeError("decode_at: this twin decodes from its anchors; pass hist_t, hist_x, hist_m, hist_len")
+        return self._decode_anchored(zq, z_a, tq, hist_t, hist_x, hist_m, hist_len)
+
+    def _decode_anchored(self, zq: Tensor, z_a: Tensor, tq: Tensor, hist_t: Tensor, hist_x: Tensor, hist_m: Tensor,
+                         hist_len: Tensor) -> tuple[Tensor, Tensor]:
+        h_mean, h_cnt = history_stats(hist_x, hist_m, hist_len)
+        last, _, _ = last_values(hist_t, hist_x, hist_m, hist_len)
+        level, k, sp = self.decoder.subject_params(z_a, h_mean, h_cnt, last)
+        pv, pa, po, nv, ng, no = channel_anchors(hist_t, hist_x, hist_m, hist_len, tq)
+        return self.decoder(zq, level, k, sp, pv, pa, po, nv, ng, no)
 
     @torch.jit.export
-    def risk_logit(self, z_a: Tensor, s_emb: Tensor) -> Tensor:
-        """Logit of the outcome ``[B]`` from the anchor state; raises when there is no risk head."""
+    def risk_logit(self, z_a: Tensor, s_emb: Tensor, hist_t: Optional[Tensor] = None, hist_x: Optional[Tensor] = None,
+                   hist_m: Optional[Tensor] = None, hist_len: Optional[Tensor] = None) -> Tensor:
+        """Logit of the outcome ``[B]`` from the anchor state (and, for the anchored twin, the
+        history's per-channel summaries); raises when there is no risk head."""
         if not self.has_risk:
             raise RuntimeError("this twin has no risk head (train with model.twin.risk_head=true and an outcome feature)")
-        return self.risk_net(torch.cat([z_a, s_emb], dim=-1)).squeeze(-1)
+        if not self.anchored:
+            return self.risk_net(torch.cat([z_a, s_emb], dim=-1)).squeeze(-1)
+        if hist_t is None or hist_x is None or hist_m is None or hist_len is None:
+            raise RuntimeError("risk_logit: this twin reads the history's summaries; pass hist_t, hist_x, hist_m, hist_len")
+        h_mean, h_cnt = history_stats(hist_x, hist_m, hist_len)
+        last, _, seen = last_values(hist_t, hist_x, hist_m, hist_len)
+        feats = torch.cat([z_a, s_emb, h_mean, last, seen, torch.log1p(h_cnt)], dim=-1)
+        return self.risk_net(feats).squeeze(-1)
 
     def forward(self, hist_t: Tensor, hist_x: Tensor, hist_m: Tensor, hist_len: Tensor, anchor: Tensor,
                 static: Tensor, static_known: Tensor, doses: Tensor, tq: Tensor) -> tuple[Tensor, Tensor]:
         """Deterministic forecast from the posterior mean."""
         s_emb = self.embed_static(static, static_known)
         z_mean, _ = self.encode(hist_t, hist_x, hist_m, hist_len, s_emb)
-        return self.decode_at(z_mean, anchor, tq, doses, s_emb)
+        return self.decode_at(z_mean, anchor, tq, doses, s_emb, hist_t, hist_x, hist_m, hist_len)

@@ -19,7 +19,7 @@ from twinode.training.metrics import locf_forecast, masked_abs_error, masked_sq_
 class TwinLitModule(L.LightningModule):
     def __init__(self, twin: PatientTwin, lr: float = 3e-3, weight_decay: float = 1e-5, kl_target: float = 1.0,
                  kl_anneal_epochs: int = 10, recon_weight: float = 1.0, lr_min_factor: float = 0.1, risk_weight: float = 0.1,
-                 metadata: dict | None = None):
+                 mse_weight: float = 0.0, metadata: dict | None = None):
         super().__init__()
         self.twin = twin
         self.lr, self.weight_decay, self.lr_min_factor = lr, weight_decay, lr_min_factor
@@ -29,25 +29,37 @@ class TwinLitModule(L.LightningModule):
         self.val_mae, self.val_mae_locf, self.val_nll = MeanMetric(), MeanMetric(), MeanMetric()
         self.val_mse, self.val_mse_all = MeanMetric(), MeanMetric()
         self.risk_weight = risk_weight
+        # Squared error of the mean beside the likelihood: the likelihood alone lets a channel it
+        # finds hard buy its error off with a wide spread.
+        self.mse_weight = mse_weight
         self.val_auroc, self.val_auprc = BinaryAUROC(), BinaryAveragePrecision()
 
     def _objective(self, b: Batch, sample: bool) -> dict[str, torch.Tensor]:
         s_emb = self.twin.embed_static(b.static, b.static_m)
         z_mean, z_log_std = self.twin.encode(b.hist_t, b.hist_x, b.hist_m, b.hist_len, s_emb)
         z = z_mean + torch.exp(z_log_std) * torch.randn_like(z_mean) if (sample and self.twin.variational) else z_mean
-        tq = torch.cat([b.hist_t, b.tgt_t], dim=1)
-        mean, log_std = self.twin.decode_at(z, b.anchor, tq, b.doses, s_emb)
-        n = b.hist_t.shape[1]
-        nll_r, cnt_r = gaussian_nll(b.hist_x, b.hist_m, mean[:, :n], log_std[:, :n])
+        hist = (b.hist_t, b.hist_x, b.hist_m, b.hist_len)
+        # Reconstructing the history's own points teaches an anchored twin nothing (it sees them).
+        recon = self.recon_weight > 0 and not self.twin.anchored
+        tq = torch.cat([b.hist_t, b.tgt_t], dim=1) if recon else b.tgt_t
+        mean, log_std = self.twin.decode_at(z, b.anchor, tq, b.doses, s_emb, *hist)
+        n = b.hist_t.shape[1] if recon else 0
         nll_f, cnt_f = gaussian_nll(b.tgt_x, b.tgt_m, mean[:, n:], log_std[:, n:])
+        if recon:
+            nll_r, cnt_r = gaussian_nll(b.hist_x, b.hist_m, mean[:, :n], log_std[:, :n])
+        else:
+            nll_r, cnt_r = torch.zeros((), device=z.device), torch.zeros((), device=z.device)
         kl = kl_standard_normal(z_mean, z_log_std).sum() if self.twin.variational else torch.zeros((), device=z.device)
         beta = kl_weight(self.current_epoch, self.kl_target, self.kl_anneal_epochs)
-        denom = (cnt_f + self.recon_weight * cnt_r).clamp(min=1.0)
-        loss = (nll_f + self.recon_weight * nll_r + beta * kl) / denom
+        rw = self.recon_weight if recon else 0.0
+        denom = (cnt_f + rw * cnt_r).clamp(min=1.0)
+        loss = (nll_f + rw * nll_r + beta * kl) / denom
+        if self.mse_weight > 0:
+            loss = loss + self.mse_weight * masked_sq_error(mean[:, n:], b.tgt_x, b.tgt_m)[0] / cnt_f.clamp(min=1.0)
         out = {"loss": loss, "nll_f": nll_f, "cnt_f": cnt_f, "kl": kl / len(b), "mean_f": mean[:, n:]}
         known = torch.isfinite(b.outcome)
         if self.twin.has_risk and bool(known.any()):
-            logit = self.twin.risk_logit(z_mean, s_emb)[known]
+            logit = self.twin.risk_logit(z_mean, s_emb, *hist)[known]
             bce = torch.nn.functional.binary_cross_entropy_with_logits(logit, b.outcome[known])
             out.update(loss=loss + self.risk_weight * bce, bce=bce, risk_logit=logit, risk_label=b.outcome[known])
         return out

@@ -1,0 +1,75 @@
+"""Per-channel anchors of a query time in a subject's history: the last value seen of each
+channel at or before the query (and how long ago), and the next one after it (and how far
+ahead), plus the history's per-channel mean and count.
+
+Everything is computed on the padded batch (``[B, N]`` times, ``[B, N, D]`` values and masks,
+``[B]`` lengths) with cumulative max/min over indices, so the cost is ``O(B (N + Q) D)``:
+no ``[B, Q, N, D]`` comparison is ever built.
+"""
+
+from typing import Tuple
+
+import torch
+from torch import Tensor
+
+
+def _live_mask(hist_m: Tensor, hist_len: Tensor) -> Tensor:
+    n = hist_m.shape[1]
+    live = torch.arange(n, device=hist_m.device).unsqueeze(0) < hist_len.unsqueeze(1)
+    return hist_m * live.unsqueeze(-1).to(hist_m.dtype)
+
+
+def history_stats(hist_x: Tensor, hist_m: Tensor, hist_len: Tensor) -> Tuple[Tensor, Tensor]:
+    """Per-channel mean ``[B, D]`` (0 where never seen) and observation count ``[B, D]``."""
+    m = _live_mask(hist_m, hist_len)
+    cnt = m.sum(1)
+    mean = (hist_x * m).sum(1) / cnt.clamp(min=1.0)
+    return mean, cnt
+
+
+def last_values(hist_t: Tensor, hist_x: Tensor, hist_m: Tensor, hist_len: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """Each channel's last observed value ``[B, D]``, its time ``[B, D]`` and whether it exists."""
+    m = _live_mask(hist_m, hist_len)
+    n = m.shape[1]
+    pos = torch.arange(1, n + 1, device=m.device, dtype=m.dtype).view(1, n, 1)
+    last = (pos * m).argmax(dim=1)
+    value = torch.gather(hist_x, 1, last.unsqueeze(1)).squeeze(1)
+    when = torch.gather(hist_t, 1, last)  # [B, D]: index dims past the gathered one may differ
+    seen = (m.sum(1) > 0).to(m.dtype)
+    return value * seen, when, seen
+
+
+def channel_anchors(hist_t: Tensor, hist_x: Tensor, hist_m: Tensor, hist_len: Tensor,
+                    tq: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """For queries ``tq [B, Q]``: previous value, its age (``tq - t_prev`` >= 0), whether it
+    exists; next value, its gap (``t_next - tq`` > 0), whether it exists. Each ``[B, Q, D]``;
+    where an anchor does not exist its value and age are 0."""
+    B, N, D = hist_x.shape
+    Q = tq.shape[1]
+    m = _live_mask(hist_m, hist_len)
+    idx = torch.arange(N, device=hist_x.device).view(1, N, 1).expand(B, N, D)
+    neg = torch.full_like(idx, -1)
+    big = torch.full_like(idx, N)
+    last_at = torch.cummax(torch.where(m > 0, idx, neg), dim=1).values  # last observed index <= i
+    next_at = torch.flip(torch.cummin(torch.flip(torch.where(m > 0, idx, big), [1]), dim=1).values, [1])  # first >= i
+    live_t = torch.arange(N, device=hist_t.device).unsqueeze(0) < hist_len.unsqueeze(1)
+    t_sorted = torch.where(live_t, hist_t, torch.full_like(hist_t, 3.0e38)).contiguous()
+    pos = torch.searchsorted(t_sorted, tq.contiguous(), right=True)  # live times <= tq: [B, Q]
+    pos = torch.minimum(pos, hist_len.unsqueeze(1))
+
+    i_prev = (pos - 1).clamp(min=0).unsqueeze(-1).expand(B, Q, D)
+    prev_idx = torch.gather(last_at, 1, i_prev)
+    prev_ok = (prev_idx >= 0) & (pos > 0).unsqueeze(-1)
+    prev_idx = prev_idx.clamp(min=0)
+    i_next = pos.clamp(max=N - 1).unsqueeze(-1).expand(B, Q, D)
+    next_idx = torch.gather(next_at, 1, i_next)
+    next_ok = (next_idx < hist_len.view(B, 1, 1)) & (pos < hist_len.unsqueeze(1)).unsqueeze(-1)
+    next_idx = next_idx.clamp(max=N - 1)
+
+    t3 = hist_t.unsqueeze(-1).expand(B, N, D)
+    prev_ok_f, next_ok_f = prev_ok.to(hist_x.dtype), next_ok.to(hist_x.dtype)
+    prev_val = torch.gather(hist_x, 1, prev_idx) * prev_ok_f
+    prev_age = (tq.unsqueeze(-1) - torch.gather(t3, 1, prev_idx)).clamp(min=0.0) * prev_ok_f
+    next_val = torch.gather(hist_x, 1, next_idx) * next_ok_f
+    next_gap = (torch.gather(t3, 1, next_idx) - tq.unsqueeze(-1)).clamp(min=0.0) * next_ok_f
+    return prev_val, prev_age, prev_ok_f, next_val, next_gap, next_ok_f

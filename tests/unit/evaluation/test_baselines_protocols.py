@@ -1,0 +1,110 @@
+"""Evaluation baselines and windows: exact on the cases they are built for, fitted on the
+train split only, and held-out targets that never leak into the history."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from twinode.data.collate import collate_windows
+from twinode.data.tensorize import SubjectRecord
+from twinode.data.windows import ForecastWindows
+from twinode.evaluation.baselines import Anchors, DecayToMean, linear_interpolation, locf
+from twinode.evaluation.scoring import ForecastScore, risk_scores
+
+
+def _record(sid: int, times, values, mask=None) -> SubjectRecord:
+    v = np.asarray(values, np.float32).reshape(len(times), -1)
+    m = np.ones_like(v) if mask is None else np.asarray(mask, np.float32).reshape(v.shape)
+    return SubjectRecord(sid, np.asarray(times, np.float32), v * m, m, np.zeros((0, 4), np.float32),
+                         np.zeros(0, np.float32))
+
+
+def test_linear_interpolation_is_exact_on_a_line_and_locf_carries_forward():
+    times = np.arange(0.0, 48.0, 2.0)
+    rec = _record(1, times, 0.5 * times - 3.0)
+    w = ForecastWindows([rec], 24.0, 48.0, "imputation")[0]
+    b = collate_windows([w])
+    a = Anchors(b.hist_t, b.hist_x, b.hist_m, b.hist_len, b.tgt_t)
+    inside = (b.tgt_t > b.hist_t[0, 0]) & (b.tgt_t < b.anchor.unsqueeze(1))
+    err = (linear_interpolation(a) - b.tgt_x)[inside]
+    assert inside.any() and float(err.abs().max()) < 1e-4
+    late = b.tgt_t > b.anchor.unsqueeze(1)
+    if late.any():
+        assert torch.allclose(locf(a)[late], b.hist_x[0, -1].expand_as(locf(a)[late]))
+
+
+def test_imputation_windows_hold_out_half_and_never_leak_targets():
+    rng = np.random.default_rng(0)
+    recs = [_record(i, np.sort(rng.uniform(0, 48, 40)), rng.normal(size=40)) for i in range(20)]
+    ds = ForecastWindows(recs, 24.0, 48.0, "imputation")
+    shares = []
+    for i in range(len(ds)):
+        w = ds[i]
+        assert not set(w.hist_t.tolist()) & set(w.tgt_t.tolist())
+        assert len(w.hist_t) + len(w.tgt_t) == 40
+        shares.append(len(w.tgt_t) / 40)
+        again = ds[i]  # seeded by subject: the same split every time
+        assert np.array_equal(again.tgt_t, w.tgt_t)
+    assert 0.35 < float(np.mean(shares)) < 0.65
+
+
+def test_mixed_windows_forecast_and_impute_and_change_with_the_epoch():
+    rng = np.random.default_rng(1)
+    recs = [_record(i, np.sort(rng.uniform(0, 48, 60)), rng.normal(size=60)) for i in range(10)]
+    ds = ForecastWindows(recs, 24.0, 48.0, "mixed", min_history_h=6.0, max_holdout=0.5)
+    held_inside = 0
+    for i in range(len(ds)):
+        w = ds[i]
+        assert not set(w.hist_t.tolist()) & set(w.tgt_t.tolist())
+        assert w.tgt_t.max() <= w.anchor + 24.0 + 1e-4 or (w.tgt_t < w.anchor).any()
+        held_inside += int((w.tgt_t < w.anchor).sum())
+    assert held_inside > 0
+    first = [ds[i].tgt_t.copy() for i in range(len(ds))]
+    ds.set_epoch(1)
+    assert any(not np.array_equal(a, ds[i].tgt_t) for i, a in enumerate(first))
+
+
+def test_decay_to_mean_fit_recovers_the_generating_half_life_and_weight():
+    # Each subject: a level, the last value far from it, relaxing with a 6 h half-life.
+    rng = np.random.default_rng(2)
+    recs = []
+    k = np.log(2) / 6.0
+    for i in range(200):
+        level = rng.normal()
+        t = np.arange(0.0, 48.0, 1.0)
+        x = np.where(t <= 24.0, level + rng.normal(scale=0.05, size=t.size), 0.0)
+        x[24] = level + 3.0  # a jump at the cut
+        after = t > 24.0
+        x[after] = level + 3.0 * np.exp(-k * (t[after] - 24.0))
+        recs.append(_record(i, t, x))
+    batches = [collate_windows([w for w in ForecastWindows(recs, 24.0, 48.0, "fixed")])]
+    fit = DecayToMean.fit(batches, 1)
+    assert abs(float(np.log(2) / fit.k[0]) - 6.0) < 1e-3
+    assert float(fit.w[0]) >= 0.8  # the history mean (about the level) is the target
+
+
+def test_forecast_score_per_variable_versus_pooled_and_coverage():
+    class Identity:
+        def __call__(self, x, clip=False):
+            return x
+
+    s = ForecastScore(2)
+    pred = torch.zeros(1, 4, 2)
+    target = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 2.0]]])
+    mask = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]])
+    s.update(pred, target, mask, Identity(), torch.zeros(1, 4, 2), torch.tensor([[1.0, 7.0, 13.0, 1.0]]))
+    r = s.result(["a", "b"])
+    assert abs(r["mse_minmax_per_variable"] - (1.0 + 4.0) / 2) < 1e-9
+    assert abs(r["mse_minmax_pooled"] - (3.0 + 4.0) / 4) < 1e-9
+    assert abs(r["coverage90"] - 3 / 4) < 1e-9  # |1| <= 1.645 three times, |2| > 1.645 once
+    assert set(r["coverage90_by_bucket"]) == {"0-6 h", "6-12 h", "12-18 h"}
+
+
+def test_risk_scores_count_positives_and_give_an_interval():
+    y = torch.tensor([0, 0, 1, 1, 0, 1, 0, 0, 1, 0] * 5)
+    p = y.float() * 0.6 + torch.linspace(0, 0.3, 50)
+    r = risk_scores(y, p, n_boot=200)
+    assert r["positives"] == 20 and r["n"] == 50 and r["auroc"] == 1.0
+    assert r["auroc_ci95"][0] <= r["auroc"] <= r["auroc_ci95"][1] + 1e-9
+    assert "auroc" not in risk_scores(torch.zeros(5), torch.rand(5))
