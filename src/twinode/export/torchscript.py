@@ -39,7 +39,8 @@ def weights_sha256(module: torch.nn.Module) -> str:
 def build_predictor(twin: PatientTwin, normaliser: dict, spec: FeatureSpec) -> TwinPredictor:
     log1p = [f.transform == "log1p" for f in spec.measurements]
     return TwinPredictor(twin, normaliser["meas_mean"], normaliser["meas_std"], normaliser["static_mean"],
-                         normaliser["static_std"], normaliser["dose_scale"], log1p)
+                         normaliser["static_std"], normaliser["dose_scale"], log1p,
+                         [f.valid_range for f in spec.measurements])
 
 
 def export_metadata(predictor: TwinPredictor, spec: FeatureSpec, normaliser: dict, *, solver: dict,
