@@ -42,7 +42,7 @@ def _parse_pairs(argv: list[str]) -> dict[str, str]:
 def _export(argv: list[str]) -> None:
     from twinode.export.from_checkpoint import export_checkpoint
 
-    from twinode.export.integrity import read_sidecar
+    from twinode.export.integrity import read_sidecar, signature_path, signing_key
 
     args = _parse_pairs(argv)
     trust = _flag(args.get("trust_checkpoint", "false"))
@@ -55,6 +55,8 @@ def _export(argv: list[str]) -> None:
     path = export_checkpoint(ckpt, out, run_id=args.get("run_id"), trust=trust)
     print(f"exported twin: {path}")
     print(f"sha256: {read_sidecar(path)}  (also in {path.name}.sha256; consumers check it with --sha256)")
+    if signature_path(path).is_file() and signing_key() is not None:
+        print(f"signed: {signature_path(path)} (HMAC-SHA256 under $TWINODE_SIGNING_KEY)")
 
 
 def _flag(value: str) -> bool:

@@ -18,7 +18,7 @@ from twinode.data.rules import event_policies
 from twinode.data.schema import FeatureSpec
 from twinode.errors import ExportError
 from twinode.export.checks import MAX_SPAN_H
-from twinode.export.integrity import write_sidecar
+from twinode.export.integrity import sign_file, signing_key, write_sidecar
 from twinode.export.predictor import TwinPredictor
 from twinode.models.twin import PatientTwin
 from twinode.solvers import TorchdiffeqSolver, with_scriptable_solvers
@@ -96,6 +96,9 @@ def export_twin(twin: PatientTwin, normaliser: dict, spec: FeatureSpec, path: st
         tmp.write_bytes(data)
         tmp.replace(path)  # atomic: a crash never leaves a half-written twin.pt
         write_sidecar(path, hashlib.sha256(data).hexdigest())
+        key = signing_key()
+        if key is not None:  # $TWINODE_SIGNING_KEY: sign for offline distribution
+            sign_file(path, key)
     finally:
         twin.train(was_training)
     return path

@@ -29,10 +29,8 @@ class SweepParentRun(Callback):
         mlf = _mlflow_cfg(config)
         if mlf is None:
             return
-        client = ensure_store(mlf.tracking_uri)
-        exp = client.get_experiment_by_name(mlf.experiment_name)
-        exp_id = exp.experiment_id if exp is not None else client.create_experiment(
-            mlf.experiment_name, artifact_location=mlf.get("artifact_location"))
+        client = ensure_store(mlf.tracking_uri, mlf.experiment_name, mlf.get("artifact_location"))  # under the store lock
+        exp_id = client.get_experiment_by_name(mlf.experiment_name).experiment_id
         sweep_dir = Path(config.hydra.sweep.dir)
         run = client.create_run(exp_id, run_name=f"sweep-{sweep_dir.name}",
                                 tags={"twinode.sweep_dir": str(sweep_dir.resolve())})

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from twinode.checkpoint import build_twin  # noqa: F401 (re-exported: twinode.training.pipeline.build_twin)
 from twinode.errors import ConfigError
+from twinode.export.integrity import signing_key
 from twinode.export.torchscript import export_twin
 from twinode.tracking.mlflow_store import ensure_store, environment_tags
 from twinode.tracking.sweep import sweep_parent_run_id
@@ -79,6 +80,7 @@ def _train(cfg: DictConfig) -> TrainResult:
         torch.set_num_threads(int(cfg.cpu_threads))
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    signing_key()  # a malformed $TWINODE_SIGNING_KEY fails now, not at the export after training
     trust = bool(cfg.get("trust_checkpoint", False))
     start = resume_point(cfg.get("resume"), cfg.get("ckpt_path"), output_dir, trust=trust)
 

@@ -86,3 +86,34 @@ def test_malformed_metadata_is_a_clear_error(exported, tmp_path, edit, field):
     torch.jit.save(module, str(bad), _extra_files={"twinode.json": json.dumps(meta)})
     with pytest.raises(ExportError, match=f"field '{field}'.*re-export"):
         load_verified_twin(bad)
+
+
+KEY = "k" * 32
+
+
+def test_signed_export_and_load(tmp_path, monkeypatch):
+    from twinode.export.integrity import signature_path
+
+    monkeypatch.setenv("TWINODE_SIGNING_KEY", KEY)
+    path = export_twin(make_twin(), NORMALISER, feature_spec(), tmp_path / "twin.pt", solver={"name": "rk4"})
+    assert signature_path(path).read_text().startswith("hmac-sha256 ")
+    _, _, integrity = load_checked_twin(path)
+    assert integrity.signed and "signature valid" in integrity.statement()
+
+    forged = tmp_path / "forged.pt"  # an attacker rewrites the file and its sha256 sidecar, not the key
+    _forge(path, forged)
+    shutil.copy(forged, path)
+    sidecar_path(path).write_text(f"{file_sha256(path)}  twin.pt\n")
+    with pytest.raises(ExportError, match="signature in twin.pt.hmac does not match"):
+        load_checked_twin(path)
+
+    monkeypatch.setenv("TWINODE_SIGNING_KEY", "another key, long enough")
+    signature_path(path).unlink()
+    with pytest.raises(ExportError, match="no signature twin.pt.hmac .* one is required"):
+        load_checked_twin(path)
+
+
+def test_short_signing_key_is_refused(exported, monkeypatch):
+    monkeypatch.setenv("TWINODE_SIGNING_KEY", "short")
+    with pytest.raises(ExportError, match="at least 16"):
+        load_checked_twin(exported)
