@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 import tempfile
+from collections import Counter
 
 import torch
 
@@ -60,6 +61,7 @@ def run(a) -> int:
     from twinode.apps.candidates import read_candidates
     from twinode.apps.planning import Objective, SafetyBounds, optimise_plan, rank_plans
     from twinode.cli.predict import load_model
+    from twinode.export.inputs import bolus_rows
 
     with tempfile.TemporaryDirectory() as tmp:
         twin, meta = load_model(a.model, a.tracking_uri, tmp)
@@ -71,22 +73,29 @@ def run(a) -> int:
     report_history(h)
     hist = (h.times, h.values, h.mask, h.static)
     past = h.doses_until(h.anchor + a.horizon)
+    notes: Counter = Counter()
+
+    def candidates(path):  # plans read by the reader's bolus rule, as twinode-predict reads them
+        return [(label, bolus_rows(doses, meta, notes)) for label, doses in read_candidates(path, meta, h.anchor)]
+
     obj = Objective(names.index(target), a.low, a.high, a.hypo_penalty, a.horizon)
     try:
         if a.optimise:
             inter = [f["name"] for f in meta["interventions"]]
             if a.dose not in inter:
                 raise DataError(f"--dose {a.dose!r} is not an intervention of this twin; it has {inter}")
-            base = read_candidates(a.base, meta, h.anchor)[0][1] if a.base else torch.zeros(0, 4)
+            base = candidates(a.base)[0][1] if a.base else torch.zeros(0, 4)
             bounds = SafetyBounds(inter.index(a.dose), a.max_dose, a.min_spacing, a.max_total, a.increment)
             best, how = optimise_plan(twin, hist, past, base, obj, bounds, num_samples=a.samples, seed=a.seed)
             ranked = [best]
             print(f"optimised by {how}", file=sys.stderr)
         else:
-            ranked = rank_plans(twin, hist, past, read_candidates(a.candidates, meta, h.anchor), obj, a.samples, a.seed)
+            ranked = rank_plans(twin, hist, past, candidates(a.candidates), obj, a.samples, a.seed)
     except torch.jit.Error as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         raise DataError(f"the twin refused the request: {lines[-1] if lines else exc}") from None
+    if notes:
+        print(f"plans adjusted by the reading rules: {dict(notes)}", file=sys.stderr)
     inter = [f["name"] for f in meta["interventions"]]
     rows = [{"rank": k + 1, "label": s.label, "score": s.score, "time_in_range": s.time_in_range, "time_below": s.time_below,
              "p_hypo": s.p_hypo, "doses": [{"name": inter[int(d[1])], "time_h": d[0], "amount": round(d[2], 4), "duration_h": d[3]}
