@@ -30,6 +30,8 @@ def test_file_sha256_is_recorded_in_the_registry_and_the_run(published, tmp_path
     assert client.get_run(published.result.run_id).data.tags[TAG] == digest
     path, integrity = fetch_verified_twin(f"models:/{published.name}@candidate", tmp_path, published.tracking_uri)
     assert integrity.verified and integrity.sha256 == digest and file_sha256(path) == digest
+    model = load_verified_pyfunc(f"models:/{published.name}@candidate", published.tracking_uri, tmp_path / "py")
+    assert hasattr(model, "predict")
 
 
 def test_publishing_again_registers_no_duplicate(published):
@@ -47,10 +49,27 @@ def test_swapped_artifact_is_refused(published, tmp_path):
     load_verified_twin(forged)  # a valid twin with a valid embedded hash: only the registry tag tells
     stored = [p for p in (published.root / "mlartifacts").rglob("twin.pt") if "artifacts" in p.parent.name]
     assert stored, "the registered model's twin.pt artifact"
+    originals = {p: p.read_bytes() for p in stored}
     for p in stored:
         shutil.copy(forged, p)
     uri = f"models:/{published.name}@candidate"
-    with pytest.raises(ExportError, match=f"does not match .* registry tag {TAG}"):
-        fetch_verified_twin(uri, tmp_path / "dl", published.tracking_uri)
-    with pytest.raises(ExportError, match=f"registry tag {TAG}"):
-        load_verified_pyfunc(uri, published.tracking_uri, tmp_path / "dl2")
+    try:
+        with pytest.raises(ExportError, match=f"does not match .* registry tag {TAG}"):
+            fetch_verified_twin(uri, tmp_path / "dl", published.tracking_uri)
+        with pytest.raises(ExportError, match=f"registry tag {TAG}"):
+            load_verified_pyfunc(uri, published.tracking_uri, tmp_path / "dl2")
+    finally:  # the other tests of this module use the same store
+        for p, data in originals.items():
+            p.write_bytes(data)
+
+
+def test_open_twin_reports_what_it_checked(published, tmp_path):
+    from twinode.export.integrity import open_twin
+
+    uri = f"models:/{published.name}@candidate"
+    _, meta, integrity = open_twin(uri, tmp_path / "a", tracking_uri=published.tracking_uri)
+    assert integrity.verified and f"registry tag {TAG}" in integrity.statement()
+    with pytest.raises(ExportError, match="from --sha256"):
+        open_twin(uri, tmp_path / "b", sha256="0" * 64, tracking_uri=published.tracking_uri)
+    _, _, integrity = open_twin(published.result.twin_path, tmp_path)
+    assert integrity.checked_against == "the sidecar twin.pt.sha256"

@@ -191,3 +191,24 @@ def load_checked_twin(path: str | Path, sha256: str | None = None, *, source: st
         integrity = Integrity(integrity.sha256, integrity.checked_against, signed=True)
     module, meta = load_verified_twin(path)
     return module, meta, integrity
+
+
+def open_twin(spec: str | Path, tmp: str | Path, *, sha256: str | None = None, tracking_uri: str | None = None):
+    """``(module, meta, Integrity)`` for a twin file or a registry URI, every check that exists applied.
+
+    ``models:/NAME@ALIAS`` (or ``/VERSION``): downloaded into ``tmp`` and checked against the
+    version's ``twinode.twin_sha256`` tag (and ``sha256`` too, when given). A file: checked
+    against ``sha256`` (``--sha256``), else its sidecar. Then :func:`load_checked_twin`.
+    """
+    spec = str(spec)
+    if spec.startswith("models:/"):
+        from twinode.tracking.registry import fetch_verified_twin
+
+        path, fetched = fetch_verified_twin(spec, tmp, tracking_uri)
+        if sha256 is not None:
+            return load_checked_twin(path, sha256)
+        if fetched.verified:
+            return load_checked_twin(path, fetched.sha256, source=fetched.checked_against)
+        module, meta, integrity = load_checked_twin(path)
+        return module, meta, integrity
+    return load_checked_twin(spec, sha256)
