@@ -5,8 +5,9 @@ predictive distribution at a future time from the history so far. Where the expo
 encoder is the forward GRU with time gaps (``GRUDeltaEncoder``), each new observation is one
 GRU step on the scripted encoder (``twin.twin.encoder.step`` / ``read_out``): O(1) per event,
 and equal to re-encoding the whole history (a test checks it). Other encoders (the
-backward ODE-RNN reads the history from its end) are re-encoded through the contract's
-``forecast``/``sample``: O(history) per event.
+backward ODE-RNN reads the history from its end), and twins whose decoder reads the history
+itself (``anchored``), are re-encoded through the contract's ``forecast``/``sample``:
+O(history) per event.
 
 Predictive distribution: ``num_samples`` latent draws z ~ q(z | history) (fixed draws,
 common to all events), each decoded to a Gaussian; the mixture's mean and standard
@@ -40,7 +41,8 @@ class OnlineTwin:
         self.num_samples = int(num_samples)
         self.seed = int(seed)
         enc = twin.twin.encoder
-        can = getattr(enc, "original_name", "") in INCREMENTAL_ENCODERS
+        # An anchored twin decodes from the history itself: it is re-encoded through the contract.
+        can = getattr(enc, "original_name", "") in INCREMENTAL_ENCODERS and not bool(getattr(twin.twin, "anchored", False))
         self.incremental = can if incremental is None else bool(incremental and can)
         self.static = torch.full((self.S,), float("nan"))
         self.times: list[float] = []

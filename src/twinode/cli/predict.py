@@ -135,13 +135,19 @@ def run(a) -> None:
     query = history.anchor + a.step * torch.arange(0, n + 1, dtype=torch.float32)
     frames = []
     past = history.doses_until(float(query.max()))
+    # Twins that export posterior/decode encode the history once for every plan.
+    post = _call("history", twin.posterior, history.times, history.values, history.mask, history.static) \
+        if hasattr(twin, "posterior") else None
     for plan in plans:
         if plan.notes:
             print(f"plan {plan.label}: {dict(plan.notes)}", file=sys.stderr)
         doses = torch.cat([past, plan.doses])
         doses = doses[torch.argsort(doses[:, 0], stable=True)]
         args = (history.times, history.values, history.mask, history.static, doses, query)
-        mean, _ = _call(f"plan {plan.label}", twin.forecast, *args)
+        if post is not None:
+            mean, _ = _call(f"plan {plan.label}", twin.decode, post, doses, query)
+        else:
+            mean, _ = _call(f"plan {plan.label}", twin.forecast, *args)
         samples = _call(f"plan {plan.label}", twin.sample, *args, a.samples, a.seed)
         frames.append(frame_rows(plan.label, query, mean, samples, meta, 0.05, 0.95))
     frame = pl.concat(frames)

@@ -65,3 +65,26 @@ def test_monitor_replays_a_meds_subject_and_names_its_options(glucose_twin_file,
     scored = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(scored) == 96 - 3 and max(s["value"] for s in scored) < 400
     assert "out_of_range:CGM" in capsys.readouterr().err
+
+
+def test_online_twin_of_an_anchored_twin_re_encodes_and_equals_forecast(tmp_path, rows_of):
+    from twinode.cli.data import load_spec
+    from twinode.export.torchscript import export_twin, load_verified_twin
+    from twinode.models.twin import PatientTwin
+
+    torch.manual_seed(0)
+    twin = PatientTwin(1, 3, 3, latent_dim=8, hidden=16, encoder_hidden=16, risk_head=False, decoder="anchored",
+                       encoder="gru_delta").eval()
+    norm = dict(meas_mean=[150.0], meas_std=[50.0], static_mean=[60.0, 1.5, 30.0], static_std=[20.0, 0.8, 15.0],
+                dose_scale=[50.0, 5.0, 20.0])
+    export_twin(twin, norm, load_spec("glucose"), tmp_path / "twin.pt", solver={"method": "rk4"})
+    scripted, meta = load_verified_twin(tmp_path / "twin.pt")
+    state = OnlineTwin(scripted, meta, num_samples=0)
+    assert not state.incremental  # its decoder reads the history: no O(1) update
+    for ev in EventStream((json.dumps(r) for r in rows_of(24)), meta):
+        state.add_event(ev)
+    q = torch.tensor([2.5, 4.0])
+    t, v, m = state.history()
+    with torch.no_grad():
+        ref, _ = scripted.forecast(t, v, m, state.static, state.dose_tensor(4.0), q)
+    assert torch.allclose(state.predictive(q)[0], ref)
