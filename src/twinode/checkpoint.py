@@ -99,7 +99,10 @@ def load_checkpoint(path: str | Path, trust: bool = False) -> tuple[DictConfig, 
         raise ExportError(f"{path}: checkpoint['twinode']['config'] is a {type(meta['config']).__name__}, "
                           "expected the resolved training config (a mapping)")
     if not trust:
-        _refuse_interpolations(meta["config"], str(path), "config")
+        try:
+            _refuse_interpolations(meta["config"], str(path), "config")
+        except RecursionError:
+            raise ExportError(f"{path}: the stored config is nested too deeply to be a twinode config") from None
     try:
         cfg = OmegaConf.create(meta["config"])
     except Exception as exc:  # an OmegaConf error on a crafted or damaged config
