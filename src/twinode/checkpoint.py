@@ -13,6 +13,7 @@ This module sits below ``training/`` and ``export/``: both, and the CLIs, import
 
 from __future__ import annotations
 
+import functools
 import pickle
 import re
 import zipfile
@@ -27,8 +28,10 @@ from twinode.errors import ExportError
 REQUIRED_KEYS = ("config", "dims", "spec", "normaliser")
 TRUST_HINT = "if you trust its source, pass trust_checkpoint=true (twinode-export) or --trust-checkpoint (twinode-eval)"
 
-# The classes a checkpoint's config may name (every ``_target_`` in configs/ that is twinode's).
-# Anything else -- a user's own mechanistic prior, or builtins.open in a crafted file -- needs trust.
+# The classes a checkpoint's config may name: these, and every ``twinode.*`` ``_target_`` in the
+# configs shipped with this package (:func:`allowed_targets`). Anything else -- a user's own
+# mechanistic prior, or builtins.open in a crafted file -- needs trust.
+SHIPPED_CONFIGS = Path(__file__).resolve().parents[2] / "configs"  # src/twinode -> the checkout's configs/
 ALLOWED_TARGETS = frozenset({
     "twinode.data.datamodule.TwinDataModule",
     "twinode.data.sources.MedsSource",
@@ -42,6 +45,19 @@ ALLOWED_TARGETS = frozenset({
     "twinode.solvers.TorchdiffeqSolver",
     "twinode.training.lit_module.TwinLitModule",
 })
+
+
+@functools.lru_cache(maxsize=1)
+def allowed_targets() -> frozenset[str]:
+    """:data:`ALLOWED_TARGETS` plus the ``twinode.*`` targets that the package's own configs name
+    (a config group added to configs/ is re-resolved from there; nothing outside twinode is)."""
+    found = set()
+    for path in SHIPPED_CONFIGS.rglob("*.yaml") if SHIPPED_CONFIGS.is_dir() else []:
+        try:
+            found |= set(re.findall(r"^\s*_target_:\s*(twinode\.[\w.]+)\s*$", path.read_text(), flags=re.M))
+        except (OSError, UnicodeDecodeError):
+            continue
+    return ALLOWED_TARGETS | frozenset(found)
 
 
 def read_checkpoint(path: str | Path, *, trust: bool = False) -> dict:
@@ -133,7 +149,7 @@ def check_targets(node: Any, where: str, *, trust: bool = False, source: str = "
         node = OmegaConf.to_container(node, resolve=False)
     if isinstance(node, dict):
         target = node.get("_target_")
-        if target is not None and (not isinstance(target, str) or target not in ALLOWED_TARGETS):
+        if target is not None and (not isinstance(target, str) or target not in allowed_targets()):
             raise ExportError(f"{source}: config key '{where}._target_' names {str(target)[:120]!r}, which is not one "
                               f"of twinode's own classes and is not instantiated from a checkpoint; {TRUST_HINT}")
         for k, v in node.items():
