@@ -2,8 +2,8 @@
 
 A checkpoint is data from outside: it is loaded with ``torch.load(..., weights_only=True)``
 (tensors and plain containers; unpickling can build no other object and call no function),
-and the training config stored in it is data too. Only twinode's own classes, listed in
-:data:`ALLOWED_TARGETS`, may be instantiated from a checkpoint's config, and the config may
+and the training config stored in it is data too. Only twinode's own classes
+(:func:`allowed_targets`) may be instantiated from a checkpoint's config, and the config may
 hold no ``${...}`` interpolations (a stored config is resolved when saved). ``trust=True``
 (``trust_checkpoint=true`` for twinode-export, ``--trust-checkpoint`` for twinode-eval) lifts
 both limits for a checkpoint from a source you trust; it is never the default.
@@ -95,7 +95,7 @@ def load_checkpoint(path: str | Path, trust: bool = False) -> tuple[DictConfig, 
 
     - ``cfg``: the resolved training config stored in the checkpoint, as a DictConfig. It is
       data: build objects from it only with :func:`instantiate_checked` or :func:`build_twin`
-      (both refuse ``_target_``s outside :data:`ALLOWED_TARGETS` unless ``trust``).
+      (both refuse ``_target_``s outside :func:`allowed_targets` unless ``trust``).
     - ``meta``: ``checkpoint["twinode"]`` (config, dims, spec, normaliser, data_fingerprint,
       mlflow_run_id when tracked).
     - ``state_dict``: the twin's weights, keys as in ``PatientTwin.state_dict()`` (the
@@ -142,7 +142,7 @@ def _refuse_interpolations(node: Any, source: str, where: str) -> None:
 
 
 def check_targets(node: Any, where: str, *, trust: bool = False, source: str = "the checkpoint") -> None:
-    """Refuse any ``_target_`` under ``node`` (a config subtree) that is not in :data:`ALLOWED_TARGETS`."""
+    """Refuse any ``_target_`` under ``node`` (a config subtree) that is not in :func:`allowed_targets`."""
     if trust:
         return
     if isinstance(node, DictConfig):
@@ -169,7 +169,7 @@ def instantiate_checked(node: DictConfig, where: str, *, trust: bool = False, so
 
 def build_twin(cfg: DictConfig, dims: dict, spec, *, trust: bool = False, source: str = "the config") -> torch.nn.Module:
     """The PatientTwin a config describes (``cfg.solver``, ``cfg.model.twin``) for data of
-    ``dims`` and FeatureSpec ``spec``. Only :data:`ALLOWED_TARGETS` are built unless ``trust``
+    ``dims`` and FeatureSpec ``spec``. Only :func:`allowed_targets` are built unless ``trust``
     (training passes ``trust=True``: its config is the user's own)."""
     half_lives = [f.effect_half_life_h for f in spec.interventions]
     solver = instantiate_checked(cfg.solver, "solver", trust=trust, source=source)
