@@ -86,7 +86,8 @@ def _one_subject(raw: RawEvents, subject: int | None, source: str, command: str)
     return ev
 
 
-def _check_codes(ev: pl.DataFrame, spec: FeatureSpec, skip_unknown: bool, source: str) -> tuple[pl.DataFrame, dict[str, int]]:
+def _check_codes(ev: pl.DataFrame, spec: FeatureSpec, skip_unknown: bool, source: str,
+                 command: str) -> tuple[pl.DataFrame, dict[str, int]]:
     """Rows whose code no feature claims: an error, or skipped and counted (window-start and infusion-end
     codes are known: align reads them)."""
     codes = ev["code"].unique().to_list()
@@ -101,7 +102,7 @@ def _check_codes(ev: pl.DataFrame, spec: FeatureSpec, skip_unknown: bool, source
         known = [f.name for f in spec.features if f.role != "outcome"]
         raise DataError(f"unknown code {row['code']!r}; this twin knows {known}", file=row.get("_file", source),
                         subject=row["subject_id"], code=row["code"], row=row.get("_row"),
-                        hint="pass --skip-unknown-codes to skip (and count) such rows")
+                        hint=f"pass {command} --skip-unknown-codes to skip (and count) such rows")
     # Window-start and end rows stay: align needs them (tensorize then counts them as unmapped_code, as in training).
     counts = ev.filter(pl.col("code").is_in(bad + outcome)).group_by("code").len()
     return ev.filter(~pl.col("code").is_in(bad)), dict(zip(counts["code"].to_list(), counts["len"].to_list()))
@@ -146,7 +147,7 @@ def align_subject(source: str | Path | RawEvents, spec: FeatureSpec, *, subject:
     ev = _one_subject(raw, subject, name, command)
     report = ValidationReport(files=raw.files)
     ev = check_events(RawEvents(ev, raw.files, raw.splits, raw.metadata), report)
-    ev, skipped = _check_codes(ev, spec, absolute if skip_unknown is None else skip_unknown, name)
+    ev, skipped = _check_codes(ev, spec, absolute if skip_unknown is None else skip_unknown, name, command)
     window = spec.window_hours if window_hours is None else float(window_hours)
     origin = parse_time_origin(time_origin, absolute)
     if origin is None and not absolute:
@@ -160,10 +161,10 @@ def align_subject(source: str | Path | RawEvents, spec: FeatureSpec, *, subject:
     warnings = []
     if report.dropped.get("after_window"):
         warnings.append(f"{report.dropped['after_window']} events later than the twin's {window:g}-h window were not read; "
-                        "pass --window-hours H to read further")
+                        f"pass {command} --window-hours H to read further")
     if not aligned.height:
         raise DataError(f"no event of subject {sid} falls in the window (dropped: {dict(report.dropped)})", file=name,
-                        hint="check --time-origin, or the spec's window_start code in the events")
+                        hint=f"check {command} --time-origin, or the spec's window_start code in the events")
     return AlignedSubject(sid, aligned, window, name, report.dropped, skipped, warnings)
 
 

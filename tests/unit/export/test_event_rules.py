@@ -209,8 +209,10 @@ def test_meds_input_picks_a_subject_and_an_origin(synthetic, tmp_path):
     p = write(tmp_path, "subject_id,time,code,numeric_value\n"
                         "1,2100-01-01T08:00,HR,90\n1,2100-01-01T09:30,MAP,60\n1,2100-01-01T10:00,OTHER_CODE,1\n"
                         "2,2100-01-01T08:00,HR,70\n")
-    with pytest.raises(DataError, match="history must hold one subject.*--subject"):
+    with pytest.raises(DataError, match="history must hold one subject.*twinode-plan --subject"):
         read_history(p, meta, command="twinode-plan")
+    with pytest.raises(DataError, match="unknown code 'OTHER_CODE'.*twinode-monitor --skip-unknown-codes"):
+        read_history(p, meta, subject=1, skip_unknown=False, command="twinode-monitor")
     h = read_history(p, meta, subject=1)  # the first event opens the window; unknown codes skipped in timestamped data
     assert h.times.tolist() == [0.0, 1.5] and h.skipped == {"OTHER_CODE": 1}
     h = read_history(p, meta, subject=1, time_origin="2100-01-01T07:00")
