@@ -125,7 +125,8 @@ class PlanSampler:
     of ``doses [M, 4]`` (original units): the same latent and decoder draws (same seed, same
     order), the history encoded once. Uses the scripted twin's own normalisation and decoding
     (``_posterior`` and ``_decode``/``decode_at``); only the back-transform to original units
-    is done here, in a form whose gradient is finite on every channel."""
+    and the clip to each channel's valid range are done here, the first in a form whose
+    gradient is finite on every channel, the second in value only (straight-through)."""
 
     def __init__(self, twin, history: tuple, query: Tensor, num_samples: int, seed: int):
         times, values, mask, static = history
@@ -157,7 +158,12 @@ class PlanSampler:
         mean, log_std = self._decode(doses)
         y = (mean + torch.exp(log_std) * self.noise) * self.twin.meas_std + self.twin.meas_mean
         log1p = self.twin.log1p
-        return torch.where(log1p, torch.expm1(torch.where(log1p, y.clamp(max=80.0), torch.zeros_like(y))), y)
+        x = torch.where(log1p, torch.expm1(torch.where(log1p, y.clamp(max=80.0), torch.zeros_like(y))), y)
+        if hasattr(self.twin, "valid_lo"):  # sample's clip to each channel's valid range, in value only:
+            # the gradient passes straight through, so a plan far out of range still has a direction.
+            clipped = torch.minimum(torch.maximum(x, self.twin.valid_lo), self.twin.valid_hi)
+            x = x + (clipped - x).detach()
+        return x
 
 
 def rank_plans(twin, history: tuple, past_doses: Tensor, candidates: list[tuple[str, Tensor]], objective: Objective,
