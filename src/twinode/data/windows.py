@@ -44,19 +44,20 @@ class ForecastWindows(Dataset):
 
     Held-out targets inside the history (what an anchored twin must learn to fill in):
     ``"imputation"`` keeps a seeded half of the window's time points as history and asks for
-    the other half; ``"mixed"`` (training) draws a random cut as ``"random"`` does and also
+    the other half; ``"mixed"`` (training) draws a random cut as ``"random"`` does (with probability
+    ``late_cut_share`` a late one, up to the window's end, so whole-stay histories are seen) and also
     holds out a random share (up to ``max_holdout``) of the history's time points as targets,
     so one twin learns to forecast and to impute.
     """
 
     def __init__(self, records: list[SubjectRecord], horizon_h: float, window_h: float, mode: str = "fixed",
-                 min_history_h: float = 6.0, seed: int = 0, max_holdout: float = 0.5):
+                 min_history_h: float = 6.0, seed: int = 0, max_holdout: float = 0.5, late_cut_share: float = 0.25):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.records = [r for r in records if len(r.times) > 0]
         self.horizon_h, self.window_h, self.mode = float(horizon_h), float(window_h), mode
         self.min_history_h, self.seed, self.epoch = float(min_history_h), seed, 0
-        self.max_holdout = float(max_holdout)
+        self.max_holdout, self.late_cut_share = float(max_holdout), float(late_cut_share)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -73,6 +74,9 @@ class ForecastWindows(Dataset):
         if self.mode == "fixed":
             return last
         rng = np.random.default_rng((self.seed, self.epoch, idx))
+        if self.mode == "mixed" and rng.random() < self.late_cut_share:
+            # A late cut (horizon past the window's end): mostly imputation, whole-stay history.
+            return float(rng.uniform(last, self.window_h))
         return float(rng.uniform(min(self.min_history_h, last), last))
 
     def _held_out(self, idx: int, n_hist: int) -> np.ndarray:

@@ -75,8 +75,10 @@ class TwinPredictor(nn.Module):
     def _to_original(self, mean: Tensor, log_std: Tensor) -> Tuple[Tensor, Tensor]:
         y = mean * self.meas_std + self.meas_mean
         sd = torch.exp(log_std) * self.meas_std
-        # log1p channels: back-transform the mean, and the std by the delta method.
-        # Back-transform inside the valid range first, so expm1 cannot explode.
+        # Back-transform inside the valid range, so expm1 cannot explode. log1p channels: the
+        # mean of the transformed Gaussian, back-transformed (the median in original units: the
+        # lognormal mean inflates with the spread and forecast worse on held-out data), and the
+        # delta-method std.
         y = torch.minimum(torch.maximum(y, self._transformed(self.valid_lo)), self._transformed(self.valid_hi))
         mean_o = torch.where(self.log1p, torch.expm1(y), y)
         sd_o = torch.where(self.log1p, torch.exp(y) * sd, sd)

@@ -27,6 +27,17 @@ def history_stats(hist_x: Tensor, hist_m: Tensor, hist_len: Tensor) -> Tuple[Ten
     return mean, cnt
 
 
+def history_extremes(hist_x: Tensor, hist_m: Tensor, hist_len: Tensor) -> Tuple[Tensor, Tensor]:
+    """Per-channel minimum and maximum ``[B, D]`` over the history (0 where never seen)."""
+    m = _live_mask(hist_m, hist_len)
+    big = 1.0e4
+    seen = m.sum(1) > 0
+    lo = torch.where(m > 0, hist_x, torch.full_like(hist_x, big)).min(1).values
+    hi = torch.where(m > 0, hist_x, torch.full_like(hist_x, -big)).max(1).values
+    zero = torch.zeros_like(lo)
+    return torch.where(seen, lo, zero), torch.where(seen, hi, zero)
+
+
 def last_values(hist_t: Tensor, hist_x: Tensor, hist_m: Tensor, hist_len: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
     """Each channel's last observed value ``[B, D]``, its time ``[B, D]`` and whether it exists."""
     m = _live_mask(hist_m, hist_len)

@@ -35,22 +35,23 @@ def gaussian_nll(x: Tensor, mask: Tensor, mean: Tensor, log_std: Tensor) -> tupl
 
 class AnchoredDecoder(nn.Module):
     """Observation-anchored decoding: each channel is an Ornstein-Uhlenbeck process around a
-    subject level, conditioned on the channel's own observations around the query, plus a
-    deviation the latent path adds where the observations say little.
+    moving subject level, conditioned on the channel's own observations around the query.
 
-    Per channel ``d`` (normalised units), with rate ``k``, process scale ``sp`` and level ``mu``
-    inferred from the anchor state ``z_a``:
+    Per channel ``d`` (normalised units), with rate ``k``, process scale ``sp`` and level
+    ``mu`` inferred from the anchor state ``z_a`` and the channel's history, the latent path
+    moves the level: ``mu(t) = mu + dev(z(t))``, where ``z(t)`` follows the latent ODE with the
+    doses as inputs (``mu_a = mu + dev(z_a)`` at the anchor). Then:
 
     * forward from the last value ``v_p`` seen ``age`` hours before the query:
-      ``mu + (v_p - mu) r``, variance ``sp^2 (1 - r^2)``, ``r = exp(-k age)``;
+      ``mu(t) + (v_p - mu_a) r``, variance ``sp^2 (1 - r^2)``, ``r = exp(-k age)``;
     * conditioned also on the next value ``v_n`` ``gap`` hours after it (queries inside the
-      history), the exact OU bridge, combined in precision form so nothing overflows;
-    * a channel never seen: ``mu``, variance ``sp^2``.
+      history), the OU bridge, combined in precision form so nothing overflows;
+    * a channel never seen: ``mu(t)``, variance ``sp^2``.
 
-    The latent path ``z(t)`` adds ``g * dev(z(t))`` with ``g = sqrt(var_ou) / sp`` (0 at an
-    observation, 1 far from any), and scales the spread by ``exp(tanh(.))``. The variance
-    adds the channel's measurement noise ``sn^2``. At the time of an observation the mean is
-    the observation and the spread the learned noise; far from one, the dynamics take over.
+    So at the time of an observation the mean is the observation and the spread the learned
+    measurement noise ``sn``; away from it the process relaxes toward the level the dynamics
+    move, and a dose changes the forecast by the whole change of ``dev`` it causes (nothing
+    gates it). The latent path also scales the spread by ``exp(tanh(.))``.
     """
 
     def __init__(self, latent_dim: int, n_measurements: int, hidden: int = 64, min_std: float = 1e-2,
@@ -64,18 +65,23 @@ class AnchoredDecoder(nn.Module):
         self.log_sn = nn.Parameter(torch.full([D], math.log(0.3)))
         # Bayesian shrinkage of the history mean toward the population mean (0): n / (n + n0).
         self.raw_n0 = nn.Parameter(torch.zeros(D))
-        self.subject = nn.Linear(latent_dim + 3 * D, 3 * D)
-        nn.init.zeros_(self.subject.weight)
-        nn.init.zeros_(self.subject.bias)
+        # Subject-level adjustments from the anchor state and each channel's history summary
+        # (mean, last value, log count, log staleness of the last value); zero at start.
+        last_layer = nn.Linear(hidden, 3 * D)
+        nn.init.zeros_(last_layer.weight)
+        nn.init.zeros_(last_layer.bias)
+        self.subject = nn.Sequential(nn.Linear(latent_dim + 4 * D, hidden), nn.Tanh(), last_layer)
         out = nn.Linear(hidden, 2 * D)
         nn.init.zeros_(out.weight)
         nn.init.zeros_(out.bias)
         self.deviation = nn.Sequential(nn.Linear(latent_dim, hidden), nn.Tanh(), out)
 
-    def subject_params(self, z_a: Tensor, h_mean: Tensor, h_cnt: Tensor, last: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        """Level, rate and process scale ``[B, D]`` of each channel for this subject."""
+    def subject_params(self, z_a: Tensor, h_mean: Tensor, h_cnt: Tensor, last: Tensor,
+                       staleness: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """Level, rate and process scale ``[B, D]`` of each channel for this subject;
+        ``staleness`` is how long before the anchor each channel was last seen (hours)."""
         seen = (h_cnt > 0).to(h_mean.dtype)
-        feats = torch.cat([z_a, h_mean, last, torch.log1p(h_cnt)], dim=-1)
+        feats = torch.cat([z_a, h_mean, last, torch.log1p(h_cnt), torch.log1p(staleness * seen)], dim=-1)
         adj = self.subject(feats)
         d_level, d_logk, d_logsp = adj[:, : self.n], adj[:, self.n: 2 * self.n], adj[:, 2 * self.n:]
         n0 = torch.nn.functional.softplus(self.raw_n0) + 1e-3
@@ -84,24 +90,27 @@ class AnchoredDecoder(nn.Module):
         sp = torch.exp((self.log_sp + d_logsp).clamp(-4.0, 3.0))
         return level, k, sp
 
-    def forward(self, zq: Tensor, level: Tensor, k: Tensor, sp: Tensor, prev_val: Tensor, prev_age: Tensor,
-                prev_ok: Tensor, next_val: Tensor, next_gap: Tensor, next_ok: Tensor) -> Tuple[Tensor, Tensor]:
-        """Mean and log-std ``[B, Q, D]`` from latent states ``zq [B, Q, L]`` and the anchors."""
-        mu, kk, var_p = level.unsqueeze(1), k.unsqueeze(1), (sp * sp).unsqueeze(1)
+    def forward(self, zq: Tensor, z_a: Tensor, level: Tensor, k: Tensor, sp: Tensor, prev_val: Tensor,
+                prev_age: Tensor, prev_ok: Tensor, next_val: Tensor, next_gap: Tensor,
+                next_ok: Tensor) -> Tuple[Tensor, Tensor]:
+        """Mean and log-std ``[B, Q, D]`` from latent states ``zq [B, Q, L]`` (and ``z_a [B, L]``
+        at the anchor) and the per-query anchors."""
+        out = self.deviation(zq)
+        dev, scale = out[..., : self.n], out[..., self.n:]
+        dev_a = self.deviation(z_a)[:, : self.n].unsqueeze(1)
+        mu_t = level.unsqueeze(1) + dev
+        mu_a = level.unsqueeze(1) + dev_a
+        kk, var_p = k.unsqueeze(1), (sp * sp).unsqueeze(1)
         eps = 1e-6
         r_f = torch.exp(-kk * prev_age) * prev_ok
         var_f = (var_p * (1.0 - r_f * r_f)).clamp(min=eps * var_p)
-        mean_f = mu + (prev_val - mu) * r_f
+        mean_f = mu_t + (prev_val - mu_a) * r_f
         # Backward pseudo-observation of x(t) from the next value, in precision form.
         r_b = torch.exp(-kk * next_gap) * next_ok
         denom = (var_p * (1.0 - r_b * r_b)).clamp(min=eps * var_p)
         prec = 1.0 / var_f + r_b * r_b / denom
-        mean_ou = (mean_f / var_f + (r_b * r_b * mu + r_b * (next_val - mu)) / denom) / prec
+        mean = (mean_f / var_f + (r_b * r_b * mu_t + r_b * (next_val - mu_a)) / denom) / prec
         var_ou = 1.0 / prec
-        out = self.deviation(zq)
-        dev, scale = out[..., : self.n], out[..., self.n:]
-        gate = torch.sqrt((var_ou / var_p).clamp(min=0.0, max=1.0))
-        mean = mean_ou + gate * dev
         sn = torch.exp(self.log_sn)
         var = (var_ou + sn * sn) * torch.exp(2.0 * torch.tanh(scale))
         log_std = 0.5 * torch.log(var)

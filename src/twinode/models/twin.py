@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from twinode.errors import ConfigError
-from twinode.models.anchoring import channel_anchors, history_stats, last_values
+from twinode.models.anchoring import channel_anchors, history_extremes, history_stats, last_values
 from twinode.models.decoders import AnchoredDecoder, GaussianDecoder
 from twinode.models.dynamics import HybridField, MLPField
 from twinode.models.encoders import GRUDeltaEncoder, ODERNNEncoder
@@ -83,7 +83,7 @@ class PatientTwin(nn.Module):
         # Outcome risk (e.g. in-hospital death) from the latent state at the anchor; the
         # anchored twin also gives it each channel's history mean, last value and count.
         self.has_risk = risk_head
-        risk_in = latent_dim + static_embed + (4 * n_measurements if self.anchored else 0)
+        risk_in = latent_dim + static_embed + (6 * n_measurements if self.anchored else 0)
         self.risk_net = nn.Sequential(nn.Linear(risk_in, hidden), nn.Tanh(), nn.Linear(hidden, 1)) if risk_head else nn.Identity()
 
     @torch.jit.export
@@ -110,10 +110,11 @@ class PatientTwin(nn.Module):
     def _decode_anchored(self, zq: Tensor, z_a: Tensor, tq: Tensor, hist_t: Tensor, hist_x: Tensor, hist_m: Tensor,
                          hist_len: Tensor) -> tuple[Tensor, Tensor]:
         h_mean, h_cnt = history_stats(hist_x, hist_m, hist_len)
-        last, _, _ = last_values(hist_t, hist_x, hist_m, hist_len)
-        level, k, sp = self.decoder.subject_params(z_a, h_mean, h_cnt, last)
+        last, when, _ = last_values(hist_t, hist_x, hist_m, hist_len)
+        anchor_t = torch.gather(hist_t, 1, (hist_len - 1).clamp(min=0).unsqueeze(1))  # [B, 1]
+        level, k, sp = self.decoder.subject_params(z_a, h_mean, h_cnt, last, (anchor_t - when).clamp(min=0.0))
         pv, pa, po, nv, ng, no = channel_anchors(hist_t, hist_x, hist_m, hist_len, tq)
-        return self.decoder(zq, level, k, sp, pv, pa, po, nv, ng, no)
+        return self.decoder(zq, z_a, level, k, sp, pv, pa, po, nv, ng, no)
 
     @torch.jit.export
     def risk_logit(self, z_a: Tensor, s_emb: Tensor, hist_t: Optional[Tensor] = None, hist_x: Optional[Tensor] = None,
@@ -128,7 +129,8 @@ class PatientTwin(nn.Module):
             raise RuntimeError("risk_logit: this twin reads the history's summaries; pass hist_t, hist_x, hist_m, hist_len")
         h_mean, h_cnt = history_stats(hist_x, hist_m, hist_len)
         last, _, seen = last_values(hist_t, hist_x, hist_m, hist_len)
-        feats = torch.cat([z_a, s_emb, h_mean, last, seen, torch.log1p(h_cnt)], dim=-1)
+        lo, hi = history_extremes(hist_x, hist_m, hist_len)
+        feats = torch.cat([z_a, s_emb, h_mean, last, lo, hi, seen, torch.log1p(h_cnt)], dim=-1)
         return self.risk_net(feats).squeeze(-1)
 
     def forward(self, hist_t: Tensor, hist_x: Tensor, hist_m: Tensor, hist_len: Tensor, anchor: Tensor,

@@ -108,3 +108,13 @@ def test_risk_scores_count_positives_and_give_an_interval():
     assert r["positives"] == 20 and r["n"] == 50 and r["auroc"] == 1.0
     assert r["auroc_ci95"][0] <= r["auroc"] <= r["auroc_ci95"][1] + 1e-9
     assert "auroc" not in risk_scores(torch.zeros(5), torch.rand(5))
+
+
+def test_mixed_windows_draw_some_late_cuts_with_whole_stay_histories():
+    rng = np.random.default_rng(3)
+    recs = [_record(i, np.sort(rng.uniform(0, 48, 60)), rng.normal(size=60)) for i in range(200)]
+    ds = ForecastWindows(recs, 24.0, 48.0, "mixed", max_holdout=0.0, late_cut_share=0.25)
+    late = np.mean([ds.cut_time(i) > 24.0 for i in range(len(ds))])
+    assert 0.15 < late < 0.35
+    never = ForecastWindows(recs, 24.0, 48.0, "mixed", late_cut_share=0.0)
+    assert max(never.cut_time(i) for i in range(len(never))) <= 24.0

@@ -59,8 +59,11 @@ def test_history_stats_and_last_values_ignore_padding():
 def _decoder_inputs(D=2, Q=4):
     dec = AnchoredDecoder(latent_dim=3, n_measurements=D, hidden=8).eval()
     z_a = torch.zeros(1, 3)
-    level, k, sp = dec.subject_params(z_a, torch.full((1, D), 0.5), torch.full((1, D), 4.0), torch.ones(1, D))
+    level, k, sp = dec.subject_params(z_a, torch.full((1, D), 0.5), torch.full((1, D), 4.0), torch.ones(1, D), torch.zeros(1, D))
     return dec, level, k, sp
+
+
+z_a = torch.zeros(1, 3)
 
 
 def test_decoder_returns_the_observation_at_its_time_and_relaxes_toward_the_level():
@@ -69,7 +72,7 @@ def test_decoder_returns_the_observation_at_its_time_and_relaxes_toward_the_leve
     ages = torch.tensor([0.0, 1.0, 10.0, 1000.0]).view(1, 4, 1).expand(1, 4, 2)
     prev = torch.full((1, 4, 2), 2.0)
     ones, zeros = torch.ones(1, 4, 2), torch.zeros(1, 4, 2)
-    mean, log_std = dec(zq, level, k, sp, prev, ages, ones, zeros, zeros, zeros)
+    mean, log_std = dec(zq, z_a, level, k, sp, prev, ages, ones, zeros, zeros, zeros)
     assert torch.allclose(mean[0, 0], prev[0, 0], atol=1e-4)  # at the observation: the observation
     gaps = (mean[0, :, 0] - level[0, 0]).abs()
     assert bool((gaps[1:] < gaps[:-1]).all())  # monotone relaxation toward the level
@@ -82,17 +85,17 @@ def test_decoder_bridges_between_the_observations_around_a_query():
     dec, level, k, sp = _decoder_inputs(D=1, Q=1)
     zq = torch.zeros(1, 1, 3)
     one = torch.ones(1, 1, 1)
-    mean_near_next, _ = dec(zq, level, k, sp, 0.0 * one, 5.0 * one, one, 3.0 * one, 0.01 * one, one)
+    mean_near_next, _ = dec(zq, z_a, level, k, sp, 0.0 * one, 5.0 * one, one, 3.0 * one, 0.01 * one, one)
     assert abs(float(mean_near_next) - 3.0) < 0.05
-    m_fwd, s_fwd = dec(zq, level, k, sp, 1.0 * one, 2.0 * one, one, 0 * one, 0 * one, 0 * one)
-    m_both, s_both = dec(zq, level, k, sp, 1.0 * one, 2.0 * one, one, 1.0 * one, 2.0 * one, one)
+    m_fwd, s_fwd = dec(zq, z_a, level, k, sp, 1.0 * one, 2.0 * one, one, 0 * one, 0 * one, 0 * one)
+    m_both, s_both = dec(zq, z_a, level, k, sp, 1.0 * one, 2.0 * one, one, 1.0 * one, 2.0 * one, one)
     assert float(s_both) < float(s_fwd)  # a second observation narrows the interval
 
 
 def test_unseen_channel_is_the_level_with_the_process_spread():
     dec, level, k, sp = _decoder_inputs()
     zeros = torch.zeros(1, 2, 2)
-    mean, log_std = dec(torch.zeros(1, 2, 3), level, k, sp, zeros, zeros, zeros, zeros, zeros, zeros)
+    mean, log_std = dec(torch.zeros(1, 2, 3), z_a, level, k, sp, zeros, zeros, zeros, zeros, zeros, zeros)
     torch.testing.assert_close(mean[0, 0], level[0])
     sn = dec.log_sn.exp()
     torch.testing.assert_close(log_std.exp()[0, 0], (sp[0] ** 2 + sn ** 2).sqrt())
@@ -121,3 +124,20 @@ def test_unknown_decoder_is_a_config_error():
 
     with pytest.raises(ConfigError, match="decoder"):
         PatientTwin(3, 2, 1, decoder="nope")
+
+
+def test_a_change_of_the_latent_path_reaches_the_forecast_whole_right_after_an_observation():
+    """What a dose does to z(t) is not damped near an observation: the level moves, the anchor
+    offset stays, so the forecast moves by exactly the change of the deviation."""
+    torch.manual_seed(0)
+    dec, level, k, sp = _decoder_inputs(D=2)
+    with torch.no_grad():
+        dec.deviation[2].weight.normal_()
+    one, zero = torch.ones(1, 1, 2), torch.zeros(1, 1, 2)
+    base = dec(torch.zeros(1, 1, 3), z_a, level, k, sp, one, 0.1 * one, one, zero, zero, zero)[0]
+    dosed_z = torch.tensor([[[0.5, -0.3, 0.2]]])
+    dosed = dec(dosed_z, z_a, level, k, sp, one, 0.1 * one, one, zero, zero, zero)[0]
+    shift = dec.deviation(dosed_z)[..., :2] - dec.deviation(torch.zeros(1, 1, 3))[..., :2]
+    torch.testing.assert_close(dosed - base, shift)
+    assert float(shift.abs().min()) > 1e-3
+
