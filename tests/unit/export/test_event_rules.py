@@ -231,3 +231,23 @@ def test_an_end_code_closes_its_infusion_in_every_reader(glucose, tmp_path):
     state, _ = stream_of([{"time": 0, "code": "CGM", "value": 120}, {"time": 0, "code": "INSULIN//BASAL//U/h", "value": 1.5},
                           {"time": 2, "code": "INSULIN//BASAL_END"}, {"time": 3, "code": "CGM", "value": 130}], meta)
     assert state.dose_tensor(6.0).tolist() == rec.doses.tolist()
+
+
+def test_an_hour_origin_shifts_an_hour_history_and_a_bad_origin_is_named(synthetic, tmp_path):
+    twin, meta, spec = synthetic
+    p = write(tmp_path, "subject_id,time,code,numeric_value\n7,0,HR,90\n7,2,HR,95\n7,5,MAP,60\n")
+    assert read_history(p, meta, time_origin=2.0).times.tolist() == [0.0, 3.0]
+    assert read_history(p, meta, time_origin=2.0).dropped["before_window"] == 1
+    with pytest.raises(DataError, match="--time-origin 'noon' is not a number of hours"):
+        read_history(p, meta, time_origin="noon")
+
+
+def test_a_twin_exported_before_the_events_block_reads_with_its_names_and_default_rules(synthetic, tmp_path):
+    twin, meta, spec = synthetic
+    old = {k: v for k, v in meta.items() if k != "events"}
+    old_spec = spec_from_meta(old)
+    assert [f.name for f in old_spec.measurements] == [f.name for f in spec.measurements]
+    assert old_spec.measurements[0].valid_range is None and old_spec.interventions[0].kind == "bolus"
+    p = write(tmp_path, "subject_id,time,code,numeric_value\n7,0,HR,90\n7,0,HR,100\n7,1,VASO,5\n")
+    h = read_history(p, old)
+    assert h.values[0, 0].item() == pytest.approx(95.0) and h.doses.tolist() == [[1.0, 0.0, 5.0, 0.0]]
