@@ -30,8 +30,16 @@ def read_history_args(a, meta: dict, command: str):
     return h
 
 
+def skipped_text(skipped: dict[str, int], what: str = "history rows", most: int = 10) -> str:
+    """Rows skipped by code, the most frequent first (MEDS data can hold thousands of codes)."""
+    top = sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0]))
+    shown = dict(top[:most])
+    more = f" and {len(top) - most} more codes" if len(top) > most else ""
+    return f"skipped {sum(skipped.values())} {what} by code: {shown}{more}"
+
+
 def report_history(h) -> None:
     if h.skipped:
-        print(f"skipped history rows by code: {h.skipped}", file=sys.stderr)
+        print(skipped_text(h.skipped), file=sys.stderr)
     if h.dropped:
         print(f"history rows not used or adjusted, by reason: {dict(h.dropped)}", file=sys.stderr)

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from twinode.cli.exits import run_and_exit
+from twinode.cli.history_args import skipped_text
 from twinode.errors import DataError
 
 
@@ -114,7 +115,7 @@ def run(a) -> int:
     skipped = {**(read.skipped if read else {}), **stream.skipped}
     dropped = (read.dropped if read else Counter()) + stream.dropped
     if skipped:
-        print(f"skipped lines by code: {skipped}", file=sys.stderr)
+        print(skipped_text(skipped, "lines"), file=sys.stderr)
     if dropped:
         print(f"lines not used or adjusted, by reason: {dict(dropped)}", file=sys.stderr)
     if a.plot and scored:
