@@ -8,7 +8,8 @@ since the window start.
 
 Each event is read by the rules training used (:mod:`twinode.data.rules`, with the FeatureSpec
 from the twin's metadata): codes resolve as in training; values outside ``valid_range`` are
-dropped and counted (or refused); an infusion's ``end_code`` ends the open infusions on its
+dropped and counted (or refused); a missing or non-finite value is counted (``missing_value``,
+``non_finite_value``); an infusion's ``end_code`` ends the open infusions on its
 channel, as pairing does in training; an exact duplicate of an event at the same time is dropped
 and counted; a bolus's duration is ignored (counted); statics after the window start are
 dropped and counted; a negative dose is an error. Same-time measurements are combined by
@@ -82,8 +83,8 @@ class EventStream:
             if not isinstance(d, dict):
                 raise DataError(f"expected a JSON object, got {type(d).__name__}", file=self.source, row=line)
             code = d.get("code", d.get("name"))
-            value = d.get("value", d.get("numeric_value"))
-            if "time" not in d or code is None or (value is None and str(code) not in self.ends):
+            value = d.get("value", d.get("numeric_value"))  # null: no value (counted as missing_value)
+            if "time" not in d or code is None or not ({"value", "numeric_value"} & set(d) or str(code) in self.ends):
                 raise DataError(f"a JSON event needs time, code (or name) and value, got keys {sorted(d)}",
                                 file=self.source, row=line)
             return {"time": d["time"], "code": str(code), "value": value, "duration_h": d.get("duration_h")}
@@ -98,8 +99,31 @@ class EventStream:
             raise DataError(f"expected {len(self._header)} comma-separated fields ({','.join(self._header)}), got {len(cells)}",
                             file=self.source, row=line)
         d = dict(zip(self._header, cells))
-        dur = d.get("duration_h")
-        return {"time": d["time"], "code": d["code"], "value": d["numeric_value"], "duration_h": dur if dur not in (None, "") else None}
+        dur, value = d.get("duration_h"), d["numeric_value"].strip()
+        return {"time": d["time"], "code": d["code"], "value": value or None, "duration_h": dur if dur not in (None, "") else None}
+
+    def _advance(self, t: float, where: dict) -> None:
+        """Times never go back; a new time starts a new set of exact-duplicate keys."""
+        if t < self._last_time:
+            raise DataError(f"time {t} h goes back before the previous event ({self._last_time} h); a stream arrives in time order",
+                            **where)
+        if t > self._last_time:
+            self._seen = set()
+        self._last_time = t
+
+    def _value(self, raw, where: dict) -> float | None:
+        """The event's value; None (counted, as training counts it) when missing or not finite."""
+        if raw is None:
+            self.dropped["missing_value"] += 1
+            return None
+        try:
+            x = float(raw)
+        except (TypeError, ValueError):
+            raise DataError(f"value must be a number, got {raw!r}", **where) from None
+        if not math.isfinite(x):
+            self.dropped["non_finite_value"] += 1
+            return None
+        return x
 
     def _skip(self, code: str) -> None:
         self.skipped[code] = self.skipped.get(code, 0) + 1
@@ -115,10 +139,7 @@ class EventStream:
             t = _number(f["time"], "time (hours)", self.source, line, code)
             feat = self.spec.resolve(code)
             if feat is None and code in self.ends:  # an infusion's end: closes the open ones on its channel
-                if t < self._last_time:
-                    raise DataError(f"time {t} h goes back before the previous event ({self._last_time} h); "
-                                    "a stream arrives in time order", **where)
-                self._last_time = t
+                self._advance(t, where)
                 yield Event(t, "end", self.ends[code], math.nan, None, line, code)
                 continue
             if feat is None or feat.role == "outcome":
@@ -127,13 +148,10 @@ class EventStream:
                     continue
                 raise DataError(f"unknown code {code!r}; this twin knows {self.known}", **where,
                                 hint="pass --skip-unknown-codes to skip (and count) such lines")
-            v = _number(f["value"], "value", self.source, line, code)
-            if t < self._last_time:
-                raise DataError(f"time {t} h goes back before the previous event ({self._last_time} h); a stream arrives in time order",
-                                **where)
-            if t > self._last_time:
-                self._seen = set()
-            self._last_time = t
+            self._advance(t, where)
+            v = self._value(f["value"], where)
+            if v is None:
+                continue
             role, i = self.index[feat.name]
             dur = None
             if role == "intervention" and f["duration_h"] is not None:

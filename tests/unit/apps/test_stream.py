@@ -30,7 +30,7 @@ def test_json_lines_and_long_csv_give_the_same_events(glucose_twin):
     ('{"time": 1, "code": "CGM", "value": 1', "not valid JSON"),
     ('{"time": 1, "code": "CGM"}', "needs time, code"),
     ('{"time": "noon", "code": "CGM", "value": 100}', "time (hours) must be a number"),
-    ('{"time": 1, "code": "CGM", "value": NaN}', "must be finite"),
+    ('{"time": 1, "code": "CGM", "value": "high"}', "value must be a number"),
     ('{"time": 1, "code": "LAB//K", "value": 4}', "unknown code 'LAB//K'"),
     ('{"time": 0.1, "code": "CGM", "value": 100}', "goes back"),
     ('{"time": 1, "code": "Carbs", "value": -5}', "amount must be >= 0"),
@@ -57,3 +57,13 @@ def test_unknown_codes_can_be_skipped_and_counted(glucose_twin):
     s = EventStream([json.dumps({"time": 0, "code": "X", "value": 1}), json.dumps({"time": 0, "code": "CGM", "value": 99})],
                     meta, skip_unknown=True)
     assert [e.value for e in s] == [99.0] and s.skipped == {"X": 1}
+
+
+def test_missing_and_non_finite_values_are_counted_as_training_counts_them(glucose_twin):
+    _, meta = glucose_twin
+    lines = ['{"time": 0, "code": "CGM", "value": NaN}', '{"time": 0.1, "code": "CGM", "value": null}',
+             '{"time": 0.2, "code": "CGM", "value": 120}']
+    s = EventStream(lines, meta)
+    assert [e.value for e in s] == [120.0] and s.dropped == {"non_finite_value": 1, "missing_value": 1}
+    csv = EventStream(["subject_id,time,code,numeric_value", "1,0,CGM//mg/dL,", "1,0.5,CGM//mg/dL,130"], meta)
+    assert [e.value for e in csv] == [130.0] and csv.dropped == {"missing_value": 1}
