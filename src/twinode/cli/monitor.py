@@ -112,7 +112,7 @@ def run(a) -> int:
     cost = statistics.median(s.seconds for s in scored) * 1e3 if scored else float("nan")
     mode = "incremental" if monitor.state.incremental else "full re-encode"
     print(f"scored {len(scored)} readings, {alerts} alerts; median {cost:.2f} ms per reading ({mode})", file=sys.stderr)
-    skipped = {**(read.skipped if read else {}), **stream.skipped}
+    skipped = dict(Counter(read.skipped if read else {}) + Counter(stream.skipped))
     dropped = (read.dropped if read else Counter()) + stream.dropped
     if skipped:
         print(skipped_text(skipped, "lines"), file=sys.stderr)
