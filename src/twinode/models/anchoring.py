@@ -50,15 +50,15 @@ def last_values(hist_t: Tensor, hist_x: Tensor, hist_m: Tensor, hist_len: Tensor
     return value * seen, when, seen
 
 
-def channel_anchors(hist_t: Tensor, hist_x: Tensor, hist_m: Tensor, hist_len: Tensor,
-                    tq: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """For queries ``tq [B, Q]``: previous value, its age (``tq - t_prev`` >= 0), whether it
-    exists; next value, its gap (``t_next - tq`` > 0), whether it exists. Each ``[B, Q, D]``;
-    where an anchor does not exist its value and age are 0."""
-    B, N, D = hist_x.shape
+def anchor_indices(hist_t: Tensor, hist_m: Tensor, hist_len: Tensor,
+                   tq: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """For queries ``tq [B, Q]``: the history index of each channel's last observation at or
+    before the query and whether it exists, and of its first observation after the query and
+    whether it exists; each ``[B, Q, D]`` (indices clamped into range where they do not)."""
+    B, N, D = hist_m.shape
     Q = tq.shape[1]
     m = _live_mask(hist_m, hist_len)
-    idx = torch.arange(N, device=hist_x.device).view(1, N, 1).expand(B, N, D)
+    idx = torch.arange(N, device=hist_m.device).view(1, N, 1).expand(B, N, D)
     neg = torch.full_like(idx, -1)
     big = torch.full_like(idx, N)
     last_at = torch.cummax(torch.where(m > 0, idx, neg), dim=1).values  # last observed index <= i
@@ -71,16 +71,28 @@ def channel_anchors(hist_t: Tensor, hist_x: Tensor, hist_m: Tensor, hist_len: Te
     i_prev = (pos - 1).clamp(min=0).unsqueeze(-1).expand(B, Q, D)
     prev_idx = torch.gather(last_at, 1, i_prev)
     prev_ok = (prev_idx >= 0) & (pos > 0).unsqueeze(-1)
-    prev_idx = prev_idx.clamp(min=0)
     i_next = pos.clamp(max=N - 1).unsqueeze(-1).expand(B, Q, D)
     next_idx = torch.gather(next_at, 1, i_next)
     next_ok = (next_idx < hist_len.view(B, 1, 1)) & (pos < hist_len.unsqueeze(1)).unsqueeze(-1)
-    next_idx = next_idx.clamp(max=N - 1)
+    return prev_idx.clamp(min=0), prev_ok.to(hist_m.dtype), next_idx.clamp(max=N - 1), next_ok.to(hist_m.dtype)
 
+
+def channel_anchors(hist_t: Tensor, hist_x: Tensor, hist_m: Tensor, hist_len: Tensor,
+                    tq: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """For queries ``tq [B, Q]``: previous value, its age (``tq - t_prev`` >= 0), whether it
+    exists; next value, its gap (``t_next - tq`` > 0), whether it exists. Each ``[B, Q, D]``;
+    where an anchor does not exist its value and age are 0."""
+    prev_idx, prev_ok, next_idx, next_ok = anchor_indices(hist_t, hist_m, hist_len, tq)
+    return anchors_at(hist_t, hist_x, tq, prev_idx, prev_ok, next_idx, next_ok)
+
+
+def anchors_at(hist_t: Tensor, hist_x: Tensor, tq: Tensor, prev_idx: Tensor, prev_ok: Tensor, next_idx: Tensor,
+               next_ok: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Values, ages and gaps of the anchors :func:`anchor_indices` found (see :func:`channel_anchors`)."""
+    B, N, D = hist_x.shape
     t3 = hist_t.unsqueeze(-1).expand(B, N, D)
-    prev_ok_f, next_ok_f = prev_ok.to(hist_x.dtype), next_ok.to(hist_x.dtype)
-    prev_val = torch.gather(hist_x, 1, prev_idx) * prev_ok_f
-    prev_age = (tq.unsqueeze(-1) - torch.gather(t3, 1, prev_idx)).clamp(min=0.0) * prev_ok_f
-    next_val = torch.gather(hist_x, 1, next_idx) * next_ok_f
-    next_gap = (torch.gather(t3, 1, next_idx) - tq.unsqueeze(-1)).clamp(min=0.0) * next_ok_f
-    return prev_val, prev_age, prev_ok_f, next_val, next_gap, next_ok_f
+    prev_val = torch.gather(hist_x, 1, prev_idx) * prev_ok
+    prev_age = (tq.unsqueeze(-1) - torch.gather(t3, 1, prev_idx)).clamp(min=0.0) * prev_ok
+    next_val = torch.gather(hist_x, 1, next_idx) * next_ok
+    next_gap = (torch.gather(t3, 1, next_idx) - tq.unsqueeze(-1)).clamp(min=0.0) * next_ok
+    return prev_val, prev_age, prev_ok, next_val, next_gap, next_ok

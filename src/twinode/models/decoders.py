@@ -40,10 +40,10 @@ class AnchoredDecoder(nn.Module):
     Per channel ``d`` (normalised units), with rate ``k``, process scale ``sp`` and level
     ``mu`` inferred from the anchor state ``z_a`` and the channel's history, the latent path
     moves the level: ``mu(t) = mu + dev(z(t))``, where ``z(t)`` follows the latent ODE with the
-    doses as inputs (``mu_a = mu + dev(z_a)`` at the anchor). Then:
+    doses as inputs. Then:
 
-    * forward from the last value ``v_p`` seen ``age`` hours before the query:
-      ``mu(t) + (v_p - mu_a) r``, variance ``sp^2 (1 - r^2)``, ``r = exp(-k age)``;
+    * forward from the last value ``v_p`` seen at ``t_p``, ``age`` hours before the query:
+      ``mu(t) + (v_p - mu(t_p)) r``, variance ``sp^2 (1 - r^2)``, ``r = exp(-k age)``;
     * conditioned also on the next value ``v_n`` ``gap`` hours after it (queries inside the
       history), the OU bridge, combined in precision form so nothing overflows;
     * a channel never seen: ``mu(t)``, variance ``sp^2``.
@@ -90,26 +90,28 @@ class AnchoredDecoder(nn.Module):
         sp = torch.exp((self.log_sp + d_logsp).clamp(-4.0, 3.0))
         return level, k, sp
 
-    def forward(self, zq: Tensor, z_a: Tensor, level: Tensor, k: Tensor, sp: Tensor, prev_val: Tensor,
-                prev_age: Tensor, prev_ok: Tensor, next_val: Tensor, next_gap: Tensor,
-                next_ok: Tensor) -> Tuple[Tensor, Tensor]:
-        """Mean and log-std ``[B, Q, D]`` from latent states ``zq [B, Q, L]`` (and ``z_a [B, L]``
-        at the anchor) and the per-query anchors."""
+    def forward(self, zq: Tensor, zh: Tensor, level: Tensor, k: Tensor, sp: Tensor, prev_idx: Tensor,
+                prev_val: Tensor, prev_age: Tensor, prev_ok: Tensor, next_idx: Tensor, next_val: Tensor,
+                next_gap: Tensor, next_ok: Tensor) -> Tuple[Tensor, Tensor]:
+        """Mean and log-std ``[B, Q, D]`` from latent states ``zq [B, Q, L]`` at the queries and
+        ``zh [B, N, L]`` at the history's times, and the per-query anchors (indices into the
+        history, values, ages/gaps, whether they exist)."""
         out = self.deviation(zq)
         dev, scale = out[..., : self.n], out[..., self.n:]
-        dev_a = self.deviation(z_a)[:, : self.n].unsqueeze(1)
+        dev_h = self.deviation(zh)[..., : self.n]  # [B, N, D]: the level's move at each history time
         mu_t = level.unsqueeze(1) + dev
-        mu_a = level.unsqueeze(1) + dev_a
+        mu_p = level.unsqueeze(1) + torch.gather(dev_h, 1, prev_idx)
+        mu_n = level.unsqueeze(1) + torch.gather(dev_h, 1, next_idx)
         kk, var_p = k.unsqueeze(1), (sp * sp).unsqueeze(1)
         eps = 1e-6
         r_f = torch.exp(-kk * prev_age) * prev_ok
         var_f = (var_p * (1.0 - r_f * r_f)).clamp(min=eps * var_p)
-        mean_f = mu_t + (prev_val - mu_a) * r_f
+        mean_f = mu_t + (prev_val - mu_p) * r_f
         # Backward pseudo-observation of x(t) from the next value, in precision form.
         r_b = torch.exp(-kk * next_gap) * next_ok
         denom = (var_p * (1.0 - r_b * r_b)).clamp(min=eps * var_p)
         prec = 1.0 / var_f + r_b * r_b / denom
-        mean = (mean_f / var_f + (r_b * r_b * mu_t + r_b * (next_val - mu_a)) / denom) / prec
+        mean = (mean_f / var_f + (r_b * r_b * mu_t + r_b * (next_val - mu_n)) / denom) / prec
         var_ou = 1.0 / prec
         sn = torch.exp(self.log_sn)
         var = (var_ou + sn * sn) * torch.exp(2.0 * torch.tanh(scale))

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from twinode.errors import ConfigError
-from twinode.models.anchoring import channel_anchors, history_extremes, history_stats, last_values
+from twinode.models.anchoring import anchor_indices, anchors_at, history_extremes, history_stats, last_values
 from twinode.models.decoders import AnchoredDecoder, GaussianDecoder
 from twinode.models.dynamics import HybridField, MLPField
 from twinode.models.encoders import GRUDeltaEncoder, ODERNNEncoder
@@ -100,21 +100,24 @@ class PatientTwin(nn.Module):
                   hist_len: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         """Predictive mean and log-std ``[B, Q, D]`` (normalised units) at query times ``tq [B, Q]``.
         The anchored decoder needs the (normalised, padded) history the state was encoded from."""
-        zq = self.solver(z_a, anchor, tq, doses, s_emb)
         if not self.anchored:
-            return self.decoder(zq)
+            return self.decoder(self.solver(z_a, anchor, tq, doses, s_emb))
         if hist_t is None or hist_x is None or hist_m is None or hist_len is None:
             raise RuntimeError("decode_at: this twin decodes from its anchors; pass hist_t, hist_x, hist_m, hist_len")
-        return self._decode_anchored(zq, z_a, tq, hist_t, hist_x, hist_m, hist_len)
+        # One solve for the queries and the history's times (the level's move at each anchor).
+        q = tq.shape[1]
+        z_all = self.solver(z_a, anchor, torch.cat([tq, hist_t], dim=1), doses, s_emb)
+        return self._decode_anchored(z_all[:, :q], z_all[:, q:], z_a, tq, hist_t, hist_x, hist_m, hist_len)
 
-    def _decode_anchored(self, zq: Tensor, z_a: Tensor, tq: Tensor, hist_t: Tensor, hist_x: Tensor, hist_m: Tensor,
-                         hist_len: Tensor) -> tuple[Tensor, Tensor]:
+    def _decode_anchored(self, zq: Tensor, zh: Tensor, z_a: Tensor, tq: Tensor, hist_t: Tensor, hist_x: Tensor,
+                         hist_m: Tensor, hist_len: Tensor) -> tuple[Tensor, Tensor]:
         h_mean, h_cnt = history_stats(hist_x, hist_m, hist_len)
         last, when, _ = last_values(hist_t, hist_x, hist_m, hist_len)
         anchor_t = torch.gather(hist_t, 1, (hist_len - 1).clamp(min=0).unsqueeze(1))  # [B, 1]
         level, k, sp = self.decoder.subject_params(z_a, h_mean, h_cnt, last, (anchor_t - when).clamp(min=0.0))
-        pv, pa, po, nv, ng, no = channel_anchors(hist_t, hist_x, hist_m, hist_len, tq)
-        return self.decoder(zq, z_a, level, k, sp, pv, pa, po, nv, ng, no)
+        pi, po, ni, no = anchor_indices(hist_t, hist_m, hist_len, tq)
+        pv, pa, _, nv, ng, _ = anchors_at(hist_t, hist_x, tq, pi, po, ni, no)
+        return self.decoder(zq, zh, level, k, sp, pi, pv, pa, po, ni, nv, ng, no)
 
     @torch.jit.export
     def risk_logit(self, z_a: Tensor, s_emb: Tensor, hist_t: Optional[Tensor] = None, hist_x: Optional[Tensor] = None,

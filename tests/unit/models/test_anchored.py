@@ -66,13 +66,20 @@ def _decoder_inputs(D=2, Q=4):
 z_a = torch.zeros(1, 3)
 
 
+def call(dec, zq, level, k, sp, pv, pa, po, nv, ng, no, zh=None):
+    """The decoder with one history point (index 0, latent state ``zh``) behind every anchor."""
+    zh = torch.zeros(zq.shape[0], 1, zq.shape[2]) if zh is None else zh
+    idx = torch.zeros(pv.shape, dtype=torch.long)
+    return dec(zq, zh, level, k, sp, idx, pv, pa, po, idx, nv, ng, no)
+
+
 def test_decoder_returns_the_observation_at_its_time_and_relaxes_toward_the_level():
     dec, level, k, sp = _decoder_inputs()
     zq = torch.zeros(1, 4, 3)
     ages = torch.tensor([0.0, 1.0, 10.0, 1000.0]).view(1, 4, 1).expand(1, 4, 2)
     prev = torch.full((1, 4, 2), 2.0)
     ones, zeros = torch.ones(1, 4, 2), torch.zeros(1, 4, 2)
-    mean, log_std = dec(zq, z_a, level, k, sp, prev, ages, ones, zeros, zeros, zeros)
+    mean, log_std = call(dec, zq, level, k, sp, prev, ages, ones, zeros, zeros, zeros)
     assert torch.allclose(mean[0, 0], prev[0, 0], atol=1e-4)  # at the observation: the observation
     gaps = (mean[0, :, 0] - level[0, 0]).abs()
     assert bool((gaps[1:] < gaps[:-1]).all())  # monotone relaxation toward the level
@@ -85,17 +92,17 @@ def test_decoder_bridges_between_the_observations_around_a_query():
     dec, level, k, sp = _decoder_inputs(D=1, Q=1)
     zq = torch.zeros(1, 1, 3)
     one = torch.ones(1, 1, 1)
-    mean_near_next, _ = dec(zq, z_a, level, k, sp, 0.0 * one, 5.0 * one, one, 3.0 * one, 0.01 * one, one)
+    mean_near_next, _ = call(dec, zq, level, k, sp, 0.0 * one, 5.0 * one, one, 3.0 * one, 0.01 * one, one)
     assert abs(float(mean_near_next) - 3.0) < 0.05
-    m_fwd, s_fwd = dec(zq, z_a, level, k, sp, 1.0 * one, 2.0 * one, one, 0 * one, 0 * one, 0 * one)
-    m_both, s_both = dec(zq, z_a, level, k, sp, 1.0 * one, 2.0 * one, one, 1.0 * one, 2.0 * one, one)
+    m_fwd, s_fwd = call(dec, zq, level, k, sp, 1.0 * one, 2.0 * one, one, 0 * one, 0 * one, 0 * one)
+    m_both, s_both = call(dec, zq, level, k, sp, 1.0 * one, 2.0 * one, one, 1.0 * one, 2.0 * one, one)
     assert float(s_both) < float(s_fwd)  # a second observation narrows the interval
 
 
 def test_unseen_channel_is_the_level_with_the_process_spread():
     dec, level, k, sp = _decoder_inputs()
     zeros = torch.zeros(1, 2, 2)
-    mean, log_std = dec(torch.zeros(1, 2, 3), z_a, level, k, sp, zeros, zeros, zeros, zeros, zeros, zeros)
+    mean, log_std = call(dec, torch.zeros(1, 2, 3), level, k, sp, zeros, zeros, zeros, zeros, zeros, zeros)
     torch.testing.assert_close(mean[0, 0], level[0])
     sn = dec.log_sn.exp()
     torch.testing.assert_close(log_std.exp()[0, 0], (sp[0] ** 2 + sn ** 2).sqrt())
@@ -134,10 +141,28 @@ def test_a_change_of_the_latent_path_reaches_the_forecast_whole_right_after_an_o
     with torch.no_grad():
         dec.deviation[2].weight.normal_()
     one, zero = torch.ones(1, 1, 2), torch.zeros(1, 1, 2)
-    base = dec(torch.zeros(1, 1, 3), z_a, level, k, sp, one, 0.1 * one, one, zero, zero, zero)[0]
+    base = call(dec, torch.zeros(1, 1, 3), level, k, sp, one, 0.1 * one, one, zero, zero, zero)[0]
     dosed_z = torch.tensor([[[0.5, -0.3, 0.2]]])
-    dosed = dec(dosed_z, z_a, level, k, sp, one, 0.1 * one, one, zero, zero, zero)[0]
+    dosed = call(dec, dosed_z, level, k, sp, one, 0.1 * one, one, zero, zero, zero)[0]
     shift = dec.deviation(dosed_z)[..., :2] - dec.deviation(torch.zeros(1, 1, 3))[..., :2]
     torch.testing.assert_close(dosed - base, shift)
     assert float(shift.abs().min()) > 1e-3
 
+
+
+def test_anchored_twin_returns_every_history_observation_at_its_time():
+    """Queries at the history's own times give back its observations (the level's move is
+    taken at each observation's own time, not the anchor's)."""
+    torch.manual_seed(1)
+    twin = PatientTwin(3, 2, 1, latent_dim=4, hidden=8, encoder_hidden=8, decoder="anchored").eval()
+    with torch.no_grad():
+        for p in twin.decoder.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    t, x, m, length, s = toy_history(B=3, N=6, D=3, S=2, seed=4)
+    s_emb = twin.embed_static(s, torch.ones_like(s))
+    z, _ = twin.encode(t, x, m, length, s_emb)
+    anchor = t.gather(1, (length - 1).unsqueeze(1)).squeeze(1)
+    with torch.no_grad():
+        mean, _ = twin.decode_at(z, anchor, t, torch.zeros(3, 1, 4), s_emb, t, x, m, length)
+    live = (torch.arange(6).unsqueeze(0) < length.unsqueeze(1)).unsqueeze(-1) & (m > 0)
+    torch.testing.assert_close(mean[live], x[live], rtol=1e-4, atol=1e-4)
