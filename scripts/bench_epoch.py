@@ -2,7 +2,8 @@
 reference of the same size, side by side in one process, with a roofline line.
 
 - twinode: the real training path. Hydra composes ``experiment=physionet2012`` (data config
-  ``physionet2012``, model ``latent_ode`` with its PhysioNet overrides, solver rk4 1 h), the
+  ``physionet2012``, the anchored twin with its PhysioNet overrides, solver rk4 1 h; ``--experiment
+  physionet2012_latent`` for the latent ODE twin), the
   TwinDataModule's train split feeds a Lightning Trainer fitting TwinLitModule for one epoch
   (AdamW, gradient clipping, NumericalGuard; no validation, checkpoints or logger). The epoch
   time runs from the epoch's start to its end: data loading, forward, backward and optimiser
@@ -23,7 +24,7 @@ reference of the same size, side by side in one process, with a roofline line.
 
     .venv/bin/python scripts/bench_epoch.py [--quick] [--json out.json] [--threads 1]
         [--device cpu|cuda] [--data-dir ../shared/data/physionet2012] [--ref-batches 5]
-        [--refs euler:0.016 euler:0.1 dopri5:0.1] [--override KEY=VALUE ...]
+        [--refs euler:0.016 euler:0.1 dopri5:0.1] [--override KEY=VALUE ...] [--experiment physionet2012_latent]
 
 Reference variants ``ENCODER:QUANT_H``: ``euler`` is the repository's recognition solver
 (Euler on a sub-grid of span/50, one Euler step for shorter gaps), ``dopri5`` solves each
@@ -287,7 +288,8 @@ def time_twinode(dm, cfg, device: str, max_batches: int | None) -> dict:
 def compose_cfg(args, data_root: Path, out: Path):
     over = [f"paths.data_dir={data_root}", f"paths.output_dir={out}", f"paths.root_dir={out}", "logger=none",
             f"cpu_threads={args.threads}"]
-    over += (["experiment=physionet2012"] + SMOKE if args.smoke else ["experiment=physionet2012"]) + list(args.override)
+    exp = [f"experiment={args.experiment}"]
+    over += (exp + SMOKE if args.smoke else exp) + list(args.override)
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         return compose("train", overrides=over)
 
@@ -335,6 +337,8 @@ def parse(argv):
                     f"quantisation in hours (0.016 = the README's PhysioNet command, 0.1 = run_models.py's default, 0 = exact times); "
                     f"default {' '.join(FULL_REFS)} ({' '.join(QUICK_REFS)} with --quick)")
     ap.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides for the twinode config")
+    ap.add_argument("--experiment", default="physionet2012",
+                    help="twinode experiment config (physionet2012: the anchored twin; physionet2012_latent: the latent ODE)")
     return ap.parse_args(argv)
 
 

@@ -80,8 +80,11 @@ class TwinPredictor(nn.Module):
         # lognormal mean inflates with the spread and forecast worse on held-out data), and the
         # delta-method std.
         y = torch.minimum(torch.maximum(y, self._transformed(self.valid_lo)), self._transformed(self.valid_hi))
-        mean_o = torch.where(self.log1p, torch.expm1(y), y)
-        sd_o = torch.where(self.log1p, torch.exp(y) * sd, sd)
+        # where() on the input too: expm1/exp of a large linear channel would give inf, and inf x 0
+        # a NaN gradient (plans are optimised through this method).
+        y_log = torch.where(self.log1p, y, torch.zeros_like(y))
+        mean_o = torch.where(self.log1p, torch.expm1(y_log), y)
+        sd_o = torch.where(self.log1p, torch.exp(y_log) * sd, sd)
         return self._clip(mean_o), sd_o
 
     def _transformed(self, bound: Tensor) -> Tensor:
@@ -184,7 +187,7 @@ class TwinPredictor(nn.Module):
         noise = torch.randn(mean.shape, generator=gen).to(mean.device)
         y = (mean + torch.exp(log_std) * noise) * self.meas_std + self.meas_mean
         y = torch.minimum(torch.maximum(y, self._transformed(self.valid_lo)), self._transformed(self.valid_hi))
-        return self._clip(torch.where(self.log1p, torch.expm1(y), y))
+        return self._clip(torch.where(self.log1p, torch.expm1(torch.where(self.log1p, y, torch.zeros_like(y))), y))
 
     @torch.jit.export
     def risk(self, times: Tensor, values: Tensor, mask: Tensor, static: Tensor, doses: Tensor) -> Tensor:

@@ -120,6 +120,7 @@ class TwinLitModule(L.LightningModule):
         self.log("val/loss", out["loss"], batch_size=len(b), sync_dist=True)
         if "risk_logit" in out:
             self.val_auroc.update(torch.sigmoid(out["risk_logit"]), out["risk_label"].long())
+            self._risk_positives = getattr(self, "_risk_positives", 0.0) + float(out["risk_label"].sum())
             self.val_auprc.update(torch.sigmoid(out["risk_logit"]), out["risk_label"].long())
             self._risk_seen = True
 
@@ -132,7 +133,10 @@ class TwinLitModule(L.LightningModule):
         if getattr(self, "_risk_seen", False):
             self.log("val/risk_auroc", self.val_auroc.compute())
             self.log("val/risk_auprc", self.val_auprc.compute())
+            # How many positives the AUROC stands on (exported: a consumer can judge the risk).
+            self.log("val/risk_positives", float(getattr(self, "_risk_positives", 0.0)), sync_dist=True, reduce_fx="sum")
             self._risk_seen = False
+            self._risk_positives = 0.0
         for m in (self.val_mae, self.val_mae_locf, self.val_nll, self.val_mse, self.val_mse_all, self.val_auroc, self.val_auprc):
             m.reset()
 
