@@ -34,10 +34,10 @@ from twinode.export.torchscript import export_twin, load_verified_twin
 from twinode.models.twin import PatientTwin
 
 
-def _export(spec, normaliser: Normaliser, path):
+def _export(spec, normaliser: Normaliser, path, decoder: str = "latent"):
     torch.manual_seed(0)
     twin = PatientTwin(len(spec.measurements), len(spec.statics), len(spec.interventions), latent_dim=8, hidden=16,
-                       encoder_hidden=16, risk_head=False).eval()
+                       encoder_hidden=16, risk_head=False, decoder=decoder).eval()
     export_twin(twin, normaliser.as_dict(), spec, path, solver={"name": "rk4", "step": 0.5})
     scripted, meta = load_verified_twin(path)
     return twin, scripted, meta
@@ -135,12 +135,13 @@ def assert_same_record(spec, record, meta, path, subject):
     np.testing.assert_allclose(doses.numpy(), record.doses, rtol=1e-6, atol=1e-6, err_msg="pyfunc doses")
 
 
-def check_subjects(records, normaliser, spec, tmp_path, source_of, n: int = 3, horizon_h: float = 6.0):
+def check_subjects(records, normaliser, spec, tmp_path, source_of, n: int = 3, horizon_h: float = 6.0,
+                   decoder: str = "latent"):
     """For ``n`` subjects: ``source_of(sid) -> (path, subject)`` is where its raw events are; the file
     reader, the stream and the pyfunc record must give its training tensors, and the exported
     forecast the training module's."""
     normaliser = _centre_unobserved(normaliser, records, spec)
-    twin, scripted, meta = _export(spec, normaliser, tmp_path / "twin.pt")
+    twin, scripted, meta = _export(spec, normaliser, tmp_path / "twin.pt", decoder)
     chosen = [r for r in records if len(r.times) > 3][:n]
     assert chosen, "no subject with a history"
     forecasts = 0
@@ -158,7 +159,8 @@ def check_subjects(records, normaliser, spec, tmp_path, source_of, n: int = 3, h
 
 # ---- synthetic ICU (embedded) ----
 
-def test_synthetic_icu_parity(tmp_path):
+@pytest.mark.parametrize("decoder", ["latent", "anchored"])
+def test_synthetic_icu_parity(tmp_path, decoder):
     loaded = SyntheticICUSource(n_patients=12, seed=0).load()
     spec = loaded.spec
     records, _ = tensorize(loaded.events, spec)
@@ -169,7 +171,7 @@ def test_synthetic_icu_parity(tmp_path):
         loaded.events.filter(pl.col("subject_id") == sid).write_csv(path)
         return path, None
 
-    check_subjects(records, norm, spec, tmp_path, source_of, horizon_h=12.0)
+    check_subjects(records, norm, spec, tmp_path, source_of, horizon_h=12.0, decoder=decoder)
 
 
 # ---- glucose (simulated cohort, MEDS with timestamps) ----
@@ -181,11 +183,11 @@ def glucose_cohort(tmp_path_factory):
     return source, source.load()
 
 
-def test_glucose_parity(glucose_cohort, tmp_path):
+@pytest.mark.parametrize("decoder", ["latent", "anchored"])
+def test_glucose_parity(glucose_cohort, tmp_path, decoder):
     source, loaded = glucose_cohort
     norm = Normaliser.fit(loaded.records, len(loaded.spec.interventions))
-    check_subjects(loaded.records, norm, loaded.spec, tmp_path,
-                   lambda sid: (source.cohort_dir(), sid))
+    check_subjects(loaded.records, norm, loaded.spec, tmp_path, lambda sid: (source.cohort_dir(), sid), decoder=decoder)
 
 
 def test_glucose_basal_written_as_the_contract_says_gives_the_training_doses_and_forecast(glucose_cohort, tmp_path):
