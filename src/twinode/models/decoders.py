@@ -61,6 +61,7 @@ class AnchoredDecoder(nn.Module):
         self.n = D
         self.log_min_std = math.log(min_std)
         self.log_k = nn.Parameter(torch.full([D], math.log(rate_per_h)))
+        self.log_k_prior = math.log(rate_per_h)
         self.log_sp = nn.Parameter(torch.zeros(D))
         self.log_sn = nn.Parameter(torch.full([D], math.log(0.3)))
         # Bayesian shrinkage of the history mean toward the population mean (0): n / (n + n0).
@@ -75,6 +76,17 @@ class AnchoredDecoder(nn.Module):
         nn.init.zeros_(out.weight)
         nn.init.zeros_(out.bias)
         self.deviation = nn.Sequential(nn.Linear(latent_dim, hidden), nn.Tanh(), out)
+
+    @torch.jit.ignore
+    def prior_penalty(self) -> Tensor:
+        """Squared distance of each channel's own parameters from the prior (rate at its starting
+        value, no shrinkage offset, no learned adjustment). Added to the loss with a small
+        weight: a channel with many targets moves away as its data say, a rare one stays near
+        carrying its values forward instead of fitting a handful of stays."""
+        pen = (self.log_k - self.log_k_prior).pow(2).sum() + self.raw_n0.pow(2).sum()
+        for layer in (self.subject[-1], self.deviation[-1]):
+            pen = pen + layer.weight.pow(2).sum() + layer.bias.pow(2).sum()
+        return pen
 
     def subject_params(self, z_a: Tensor, h_mean: Tensor, h_cnt: Tensor, last: Tensor,
                        staleness: Tensor) -> Tuple[Tensor, Tensor, Tensor]:

@@ -19,7 +19,7 @@ from twinode.training.metrics import locf_forecast, masked_abs_error, masked_sq_
 class TwinLitModule(L.LightningModule):
     def __init__(self, twin: PatientTwin, lr: float = 3e-3, weight_decay: float = 1e-5, kl_target: float = 1.0,
                  kl_anneal_epochs: int = 10, recon_weight: float = 1.0, lr_min_factor: float = 0.1, risk_weight: float = 0.1,
-                 mse_weight: float = 0.0, metadata: dict | None = None):
+                 mse_weight: float = 0.0, prior_weight: float = 0.0, metadata: dict | None = None):
         super().__init__()
         self.twin = twin
         self.lr, self.weight_decay, self.lr_min_factor = lr, weight_decay, lr_min_factor
@@ -32,6 +32,9 @@ class TwinLitModule(L.LightningModule):
         # Squared error of the mean beside the likelihood: the likelihood alone lets a channel it
         # finds hard buy its error off with a wide spread.
         self.mse_weight = mse_weight
+        # Anchored twin: pull each channel's own decoder parameters toward the prior
+        # (AnchoredDecoder.prior_penalty), so channels with few targets do not overfit them.
+        self.prior_weight = prior_weight
         self.val_auroc, self.val_auprc = BinaryAUROC(), BinaryAveragePrecision()
 
     def _objective(self, b: Batch, sample: bool) -> dict[str, torch.Tensor]:
@@ -56,6 +59,8 @@ class TwinLitModule(L.LightningModule):
         loss = (nll_f + rw * nll_r + beta * kl) / denom
         if self.mse_weight > 0:
             loss = loss + self.mse_weight * masked_sq_error(mean[:, n:], b.tgt_x, b.tgt_m)[0] / cnt_f.clamp(min=1.0)
+        if self.prior_weight > 0 and self.twin.anchored:
+            loss = loss + self.prior_weight * self.twin.decoder.prior_penalty()
         out = {"loss": loss, "nll_f": nll_f, "cnt_f": cnt_f, "kl": kl / len(b), "mean_f": mean[:, n:]}
         known = torch.isfinite(b.outcome)
         if self.twin.has_risk and bool(known.any()):

@@ -166,3 +166,13 @@ def test_anchored_twin_returns_every_history_observation_at_its_time():
         mean, _ = twin.decode_at(z, anchor, t, torch.zeros(3, 1, 4), s_emb, t, x, m, length)
     live = (torch.arange(6).unsqueeze(0) < length.unsqueeze(1)).unsqueeze(-1) & (m > 0)
     torch.testing.assert_close(mean[live], x[live], rtol=1e-4, atol=1e-4)
+
+
+def test_prior_penalty_is_zero_at_the_prior_and_grows_away_from_it():
+    dec = AnchoredDecoder(latent_dim=3, n_measurements=2, hidden=8, rate_per_h=0.05)
+    assert float(dec.prior_penalty()) == 0.0
+    with torch.no_grad():
+        dec.log_k[0] += 1.0
+        dec.subject[-1].weight[1, 0] = 2.0
+    assert abs(float(dec.prior_penalty()) - 5.0) < 1e-6
+    torch.jit.script(dec)  # the penalty is a training-time method: the module still scripts
