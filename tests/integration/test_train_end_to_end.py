@@ -59,7 +59,8 @@ def test_train_tracks_run_and_exports_a_torch_only_twin(tmp_path):
         assert mean.shape == (3, D) and std.shape == (3, D)
         assert bool(torch.isfinite(mean).all()) and bool((std > 0).all())
         print(json.dumps({{"run": meta["training_run_id"], "names": [m["name"] for m in meta["measurements"]],
-                          "map": mean[:, 1].tolist()}}))
+                          "map": mean[:, 1].tolist(), "decoder": meta["decoder"],
+                          "risk_validation": meta["risk_validation"]}}))
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -67,3 +68,7 @@ def test_train_tracks_run_and_exports_a_torch_only_twin(tmp_path):
     assert info["run"] == result.run_id
     assert info["names"] == ["HR", "MAP", "LACTATE", "TEMP"]
     assert all(20 < v < 200 for v in info["map"])  # original units (mmHg), not normalised
+    assert info["decoder"] == "anchored"  # the default twin
+    # The risk head's validation travels with the twin, so a consumer can judge its risk.
+    assert 0.0 <= info["risk_validation"]["auroc"] <= 1.0
+    assert info["risk_validation"]["positives"] == int(run.data.metrics["val/risk_positives"])

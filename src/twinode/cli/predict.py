@@ -157,12 +157,27 @@ def run(a) -> None:
     _table(frame, a.horizon, meta)
     if "risk" in meta.get("methods", []):
         p = _call("risk", twin.risk, history.times, history.values, history.mask, history.static, history.doses)
-        print(f"risk of {', '.join(meta.get('outcomes', [])) or 'the outcome'} (from the history): {float(p):.3f}")
+        print(f"risk of {', '.join(meta.get('outcomes', [])) or 'the outcome'} (from the history): {float(p):.3f}"
+              + risk_caveat(meta.get("risk_validation")))
     report_history(history)
     if a.plot:
         _plot(a.plot, frame, history, meta)
         print(f"plot: {a.plot}")
     print(f"forecast: {out} ({frame.height} rows, plans: {', '.join(labels)})")
+
+
+MIN_RISK_AUROC, MIN_RISK_POSITIVES = 0.6, 20
+
+
+def risk_caveat(validation: dict | None) -> str:
+    """A warning to print beside a risk whose head was not shown to work on validation data."""
+    if not isinstance(validation, dict) or validation.get("auroc") is None:
+        return "  (not validated: this twin records no validation AUROC for its risk head)"
+    auroc, pos = float(validation["auroc"]), int(validation.get("positives") or 0)
+    if auroc < MIN_RISK_AUROC or pos < MIN_RISK_POSITIVES:
+        return (f"  (unreliable: validation AUROC {auroc:.2f} on {pos} positives; "
+                f"needs >= {MIN_RISK_AUROC} on >= {MIN_RISK_POSITIVES})")
+    return f"  (validation AUROC {auroc:.2f} on {pos} positives)"
 
 
 def main(argv: list[str] | None = None) -> None:

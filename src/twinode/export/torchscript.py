@@ -44,7 +44,7 @@ def build_predictor(twin: PatientTwin, normaliser: dict, spec: FeatureSpec) -> T
 
 
 def export_metadata(predictor: TwinPredictor, spec: FeatureSpec, normaliser: dict, *, solver: dict,
-                    run_id: str | None, data_fingerprint: str | None) -> dict:
+                    run_id: str | None, data_fingerprint: str | None, risk_validation: dict | None = None) -> dict:
     return {
         "format_version": FORMAT_VERSION,
         "time_unit": "hours",
@@ -64,11 +64,15 @@ def export_metadata(predictor: TwinPredictor, spec: FeatureSpec, normaliser: dic
         "methods": ["forecast", "sample", "forecast_batch"] + (["risk"] if predictor.has_risk else []),
         "max_query_span_h": MAX_SPAN_H,
         "events": event_policies(spec),  # the reader's rules and full FeatureSpec (docs/export.md)
+        "decoder": "anchored" if predictor.twin.anchored else "latent",
+        # The risk head's validation AUROC and the positives it stands on (None: not measured).
+        "risk_validation": risk_validation if predictor.has_risk else None,
     }
 
 
 def export_twin(twin: PatientTwin, normaliser: dict, spec: FeatureSpec, path: str | Path, *, solver: dict,
-                run_id: str | None = None, data_fingerprint: str | None = None) -> Path:
+                run_id: str | None = None, data_fingerprint: str | None = None,
+                risk_validation: dict | None = None) -> Path:
     """Script the twin (the trained module itself) and save it with ``twinode.json``, and the
     file's sha256 in ``<path>.sha256`` beside it."""
     path = Path(path)
@@ -87,7 +91,8 @@ def export_twin(twin: PatientTwin, normaliser: dict, spec: FeatureSpec, path: st
             first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
             raise ExportError(f"could not script the twin: {first}. "
                               "Use a scriptable solver (solver=rk4 or solver=dopri5) for export.") from exc
-        meta = export_metadata(predictor, spec, normaliser, solver=solver, run_id=run_id, data_fingerprint=data_fingerprint)
+        meta = export_metadata(predictor, spec, normaliser, solver=solver, run_id=run_id, data_fingerprint=data_fingerprint,
+                               risk_validation=risk_validation)
         path.parent.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
         torch.jit.save(scripted, buf, _extra_files={METADATA_FILE: json.dumps(meta, indent=2)})

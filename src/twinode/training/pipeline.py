@@ -134,6 +134,8 @@ def _train(cfg: DictConfig) -> TrainResult:
             lit.twin, dm.normaliser.as_dict(), dm.spec, output_dir / "twin.pt",
             solver={k: v for k, v in OmegaConf.to_container(cfg.solver, resolve=True).items() if not k.startswith("_")},
             run_id=mlf.run_id if mlf else None, data_fingerprint=dm.fingerprint,
+            risk_validation={"auroc": metrics["val/risk_auroc"], "positives": int(metrics.get("val/risk_positives", 0))}
+            if "val/risk_auroc" in metrics else None,
         )
         if mlf is not None:
             from twinode.export.integrity import TAG, read_sidecar, sidecar_path
