@@ -177,4 +177,9 @@ def build_twin(cfg: DictConfig, dims: dict, spec, *, trust: bool = False, source
     extra = {}
     if cfg.model.twin.get("risk_head") and not spec.outcomes:
         extra["risk_head"] = False  # nothing to learn it from
-    return make(**dims, solver=solver, half_life_h=half_lives or None, **extra)
+    twin = make(**dims, solver=solver, half_life_h=half_lives or None, **extra)
+    # Each dose channel's absorption starts from the FeatureSpec's peak time (effect_peak_h).
+    from twinode.models.dynamics import set_dose_peaks
+
+    set_dose_peaks(twin, [f.effect_peak_h for f in spec.interventions])
+    return twin

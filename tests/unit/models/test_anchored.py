@@ -176,3 +176,22 @@ def test_prior_penalty_is_zero_at_the_prior_and_grows_away_from_it():
         dec.subject[-1].weight[1, 0] = 2.0
     assert abs(float(dec.prior_penalty()) - 5.0) < 1e-6
     torch.jit.script(dec)  # the penalty is a training-time method: the module still scripts
+
+
+def test_build_twin_starts_each_dose_channel_from_the_spec_peak_time(tmp_path):
+    from omegaconf import OmegaConf
+
+    from tests.conftest import compose_train
+    from twinode.checkpoint import build_twin
+    from twinode.data.schema import FeatureSpec
+    from twinode.models.dynamics import DoseEffect
+
+    cfg = compose_train(tmp_path, ["data=glucose"])
+    spec = FeatureSpec.from_dict(OmegaConf.to_container(cfg.data.source.spec, resolve=True))
+    dims = {"n_measurements": 1, "n_static": len(spec.statics), "n_interventions": len(spec.interventions)}
+    twin = build_twin(cfg, dims, spec, trust=True)
+    effect = next(m for m in twin.modules() if isinstance(m, DoseEffect))
+    ka, ke = torch.exp(effect.log_ka), torch.exp(effect.log_k)
+    peaks = torch.log(ka / ke) / (ka - ke)  # the Bateman curve's peak time
+    want = torch.tensor([f.effect_peak_h for f in spec.interventions])
+    torch.testing.assert_close(peaks, want, rtol=1e-3, atol=1e-3)
