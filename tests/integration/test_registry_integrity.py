@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 
+import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -14,7 +15,7 @@ from twinode.data.simulators.synthetic_icu import feature_spec
 from twinode.errors import ExportError
 from twinode.export.integrity import TAG, file_sha256
 from twinode.export.torchscript import export_twin, load_verified_twin
-from twinode.tracking.registry import fetch_verified_twin, load_verified_pyfunc, publish_twin
+from twinode.tracking.registry import fetch_verified_twin, load_verified_pyfunc, publish_twin, tracking_uri_set
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +59,8 @@ def test_swapped_artifact_is_refused(published, tmp_path):
             fetch_verified_twin(uri, tmp_path / "dl", published.tracking_uri)
         with pytest.raises(ExportError, match=f"registry tag {TAG}"):
             load_verified_pyfunc(uri, published.tracking_uri, tmp_path / "dl2")
+        with tracking_uri_set(published.tracking_uri), pytest.raises(Exception, match="sha256 recorded when"):
+            mlflow.pyfunc.load_model(uri)  # plain MLflow, no twinode: the model's own record of the file
     finally:  # the other tests of this module use the same store
         for p, data in originals.items():
             p.write_bytes(data)

@@ -34,6 +34,8 @@ def _args(argv):
     p.add_argument("--plot", default=None, help="optional .png with one line per plan")
     p.add_argument("--samples", type=int, default=200, help="sampled trajectories for the interval (default 200)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sha256", default=None, help="expected sha256 of the whole twin file (printed by twinode-export, registry "
+                   "tag twinode.twin_sha256); default: the sidecar twin.pt.sha256, or the registry tag for models:/")
     p.add_argument("--tracking-uri", default=None, help="for models:/ URIs; default $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db")
     a = p.parse_args(argv)
     if not 0 < a.horizon <= 10000:
@@ -46,16 +48,15 @@ def _args(argv):
 
 
 def load_model(spec: str, tracking_uri: str | None, tmp: str):
-    from twinode.export.torchscript import load_verified_twin
+    return load_checked_model(spec, tracking_uri, tmp)[:2]
 
-    if spec.startswith("models:/"):
-        from twinode.cli.export import default_tracking_uri
-        from twinode.tracking.registry import fetch_registered_twin
 
-        path = fetch_registered_twin(spec, tmp, tracking_uri or default_tracking_uri())
-    else:
-        path = Path(spec)
-    return load_verified_twin(path)
+def load_checked_model(spec: str, tracking_uri: str | None, tmp: str, sha256: str | None = None):
+    """``(twin, meta, Integrity)``: every check that exists (twinode.export.integrity.open_twin)."""
+    from twinode.cli.export import default_tracking_uri
+    from twinode.export.integrity import open_twin
+
+    return open_twin(spec, tmp, sha256=sha256, tracking_uri=tracking_uri or default_tracking_uri())
 
 
 def _call(what: str, fn, *args):
@@ -120,8 +121,15 @@ def run(a) -> None:
 
     from twinode.export.inputs import frame_rows, read_plan
 
+    from twinode.cli.outputs import PLOT_SUFFIXES, TABLE_SUFFIXES, check_outputs
+    from twinode.limits import check_forecast
+
+    check_outputs({"--out": (a.out, TABLE_SUFFIXES), "--plot": (a.plot, PLOT_SUFFIXES)},
+                  {"--history": a.history, "--plan": a.plan, "--model": a.model})
     with tempfile.TemporaryDirectory() as tmp:
-        twin, meta = load_model(a.model, a.tracking_uri, tmp)
+        twin, meta, integrity = load_checked_model(a.model, a.tracking_uri, tmp, a.sha256)
+    print(integrity.statement())
+    check_forecast(int(round(a.horizon / a.step)) + 1, a.samples, len(meta["measurements"]), step=a.step)
     history = read_history_args(a, meta, "twinode-predict")
     plans = [read_plan(p, meta, history.anchor) for p in a.plan] or []
     if not plans:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 
 from twinode.errors import ConfigError
+from twinode.limits import load_yaml
 
 EVENT_COLUMNS = ("subject_id", "time", "code", "numeric_value")
 ROLES = ("measurement", "intervention", "static", "outcome")
@@ -205,7 +206,7 @@ class FeatureSpec:
     def from_yaml(cls, path: str | Path) -> "FeatureSpec":
         path = Path(path)
         with path.open() as fh:
-            return cls.from_dict(yaml.safe_load(fh), name=path.stem)
+            return cls.from_dict(load_yaml(fh.read(), file=str(path), what="FeatureSpec"), name=path.stem)
 
     def to_dict(self) -> dict:
         out = {"name": self.name, "window_hours": self.window_hours, "features": []}

@@ -23,6 +23,8 @@ import yaml
 from twinode.data.events import SubjectEvents, read_subject
 from twinode.data.rules import spec_from_meta
 from twinode.errors import DataError
+from twinode.export.plan_mapping import plan_from_mapping
+from twinode.limits import load_document
 
 PLAN_FIELDS = ("name", "time_h", "amount", "duration_h")
 
@@ -85,7 +87,7 @@ def read_yaml_or_json(path: str | Path, what: str):
     kind = "JSON" if path.suffix == ".json" else "YAML"
     try:
         text = path.read_text()
-        return json.loads(text) if kind == "JSON" else yaml.safe_load(text)
+        return load_document(text, kind, file=str(path), what=what)  # sizes and YAML aliases bounded
     except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
         raise DataError(f"{what} is not valid {kind}: {str(exc).splitlines()[0]}", file=str(path)) from None
 
@@ -131,7 +133,7 @@ def read_plan(path: str | Path, meta: dict, anchor: float) -> Plan:
     data = read_yaml_or_json(path, "plan")
     label = Path(path).stem
     if isinstance(data, dict):
-        label, data = str(data.get("label", label)), data.get("doses")
+        label, data = plan_from_mapping(data, label, str(path))  # {label, doses} or one dose; other keys refused
     if data is None:
         data = []  # an empty plan: no further doses
     if not isinstance(data, list):

@@ -176,6 +176,9 @@ class TwinPyfunc(PythonModel):
     def load_context(self, context) -> None:
         extra = {"twinode.json": ""}
         path = context.artifacts["twin"]
+        expected = (getattr(context, "model_config", None) or {}).get("twin_sha256")  # recorded by publish_twin
+        if expected and hashlib.sha256(open(path, "rb").read()).hexdigest() != expected:
+            raise ValueError("twin.pt does not match the sha256 recorded when this model was logged (modified or replaced file)")
         self.twin = torch.jit.load(path, map_location="cpu", _extra_files=extra)
         self.meta = json.loads(extra["twinode.json"])
         if _sha256(self.twin) != self.meta.get("weights_sha256"):
