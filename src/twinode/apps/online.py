@@ -3,8 +3,9 @@
 ``OnlineTwin`` keeps the history (times, values, mask, statics, doses) and gives the twin's
 predictive distribution at a future time from the history so far. Where the exported
 encoder is the forward GRU with time gaps (``GRUDeltaEncoder``), each new observation is one
-GRU step on the scripted encoder (``twin.twin.encoder.step`` / ``read_out``): O(1) per event,
-and equal to re-encoding the whole history (a test checks it). Other encoders (the
+step of the exported twin's ``encode_step`` (decoded with ``decode_draws``): O(1) per event,
+and equal to re-encoding the whole history (a test checks it). The twin does every unit
+conversion; this class only keeps the history and the streaming state. Other encoders (the
 backward ODE-RNN reads the history from its end), and twins whose decoder reads the history
 itself (``anchored``), are re-encoded through the contract's ``forecast``/``sample``:
 O(history) per event.
@@ -42,7 +43,8 @@ class OnlineTwin:
         self.seed = int(seed)
         enc = twin.twin.encoder
         # An anchored twin decodes from the history itself: it is re-encoded through the contract.
-        can = getattr(enc, "original_name", "") in INCREMENTAL_ENCODERS and not bool(getattr(twin.twin, "anchored", False))
+        can = ("encode_step" in meta.get("methods", []) and hasattr(twin, "encode_step")
+               and getattr(enc, "original_name", "") in INCREMENTAL_ENCODERS)
         self.incremental = can if incremental is None else bool(incremental and can)
         self.static = torch.full((self.S,), float("nan"))
         self.times: list[float] = []
@@ -88,7 +90,7 @@ class OnlineTwin:
             same = self._same.setdefault(channel, [])
             same.append(value)
             self.rows[-1][channel] = combine(same, self.spec.measurements[channel].duplicates)
-            self.h = self.h_before  # re-step the row from the state before it
+            self.state = self.state_before  # re-step the row from the state before it
             self._step(len(self.times) - 1)
             return
         self._same = {channel: [value]}
@@ -121,40 +123,28 @@ class OnlineTwin:
     def anchor(self) -> float:
         return self.times[-1] if self.times else 0.0
 
-    # ---- the incremental encoder ----
-
-    def _static_embedding(self) -> Tensor:
-        m = self.twin
-        known = torch.isfinite(self.static).to(torch.float32)
-        s = torch.where(known > 0, (self.static - m.static_mean) / m.static_std, torch.zeros_like(self.static))
-        return m.twin.embed_static(s.unsqueeze(0), known.unsqueeze(0))
+    # ---- the incremental encoder (the exported twin's encode_start / encode_step) ----
 
     def _reset_encoder(self) -> None:
-        with torch.inference_mode():
-            self.s_emb = self._static_embedding()
-            if self.incremental:
-                self.h = torch.tanh(self.twin.twin.encoder.init_h(self.s_emb))
-                self.h_before = self.h
+        if self.incremental:
+            with torch.inference_mode():
+                self.state = self.twin.encode_start(self.static)
+            self.state_before = self.state
+
+    @property
+    def h(self) -> Tensor:
+        """The encoder's state after the last observation (incremental twins)."""
+        return self.state["h"]
 
     def _step(self, k: int) -> None:
         if not self.incremental:
             return
-        m = self.twin
         row = torch.tensor(self.rows[k], dtype=torch.float32)
         mask = torch.isfinite(row).to(torch.float32)
-        v = torch.nan_to_num(row, nan=0.0)
-        v = torch.where(m.log1p, torch.log1p(v.clamp(min=0.0)), v)
-        x = (v - m.meas_mean) / m.meas_std * mask
-        gap = self.times[k] - self.times[k - 1] if k > 0 else 0.0
-        inp = torch.cat([x * mask, mask, torch.tensor([math.log1p(max(gap, 0.0))])]).unsqueeze(0)
         with torch.inference_mode():
-            self.h_before = self.h
-            self.h = m.twin.encoder.step(inp, self.h)
-
-    def posterior(self) -> tuple[Tensor, Tensor]:
-        """Mean and log-std ``[1, L]`` of q(z at the anchor | history)."""
-        with torch.inference_mode():
-            return self.twin.twin.encoder.read_out(self.h)
+            self.state_before = self.state
+            self.state = self.twin.encode_step(self.state, torch.tensor(float(self.times[k])),
+                                               torch.nan_to_num(row, nan=0.0), mask)
 
     # ---- predictions ----
 
@@ -164,20 +154,10 @@ class OnlineTwin:
         doses = self.dose_tensor(float(query_h.max()) if query_h.numel() else self.anchor, plan)
         if not self.incremental:
             return self._predictive_full(query_h, doses)
-        m = self.twin
-        z_mean, z_log_std = self.posterior()
-        K = self.num_samples
-        z = z_mean + torch.exp(z_log_std) * self.eps if (K > 0 and m.twin.variational) else z_mean
-        n = z.shape[0]
+        eps = self.eps if self.num_samples > 0 else torch.zeros(1, self.eps.shape[1])
         with torch.inference_mode():
-            dn = doses.clone()
-            if dn.shape[0] == 0:
-                dn = torch.zeros(1, 4)
-            else:
-                dn[:, 2] = dn[:, 2] / m.dose_scale[dn[:, 1].long()]
-            anchor = torch.full((n,), self.anchor)
-            mean, log_std = m.twin.decode_at(z, anchor, query_h.expand(n, -1), dn.expand(n, -1, 4), self.s_emb.expand(n, -1))
-        return _mixture(m, mean, log_std)
+            mean, std = self.twin.decode_draws(self.state, eps, doses, query_h)
+        return _mixture(mean, std)
 
     def _predictive_full(self, query_h: Tensor, doses: Tensor) -> tuple[Tensor, Tensor]:
         t, v, mask = self.history()
@@ -188,12 +168,7 @@ class OnlineTwin:
         return s.mean(0), s.std(0)
 
 
-def _mixture(m, mean: Tensor, log_std: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-draw Gaussians ``[K, Q, D]`` (normalised) -> mixture mean and std in original units."""
-    y = mean * m.meas_std + m.meas_mean
-    sd = torch.exp(log_std) * m.meas_std
-    mu = torch.where(m.log1p, torch.expm1(y), y)
-    sd = torch.where(m.log1p, torch.exp(y) * sd, sd)
-    mix_mean = mu.mean(0)
-    var = (sd ** 2).mean(0) + (mu.var(0, unbiased=False) if mu.shape[0] > 1 else 0.0)
-    return mix_mean, var.sqrt()
+def _mixture(mean: Tensor, std: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-draw Gaussians ``[K, Q, D]`` (original units) -> the mixture's mean and std."""
+    var = (std ** 2).mean(0) + (mean.var(0, unbiased=False) if mean.shape[0] > 1 else 0.0)
+    return mean.mean(0), var.sqrt()

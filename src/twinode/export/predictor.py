@@ -5,7 +5,8 @@ validates every argument, and never imputes a missing value silently (mask == 0 
 "not observed", and the value there is ignored). Methods (the export contract, docs/export.md):
 ``forecast``, ``sample``, ``risk``, ``forecast_batch``, and the two halves of a forecast,
 ``posterior`` (encode a history once) and ``decode`` (any number of dose plans and query
-times from that posterior).
+times from that posterior); for streaming, ``encode_start``/``encode_step`` (one
+observation at a time) and ``decode_draws``. Every unit conversion happens here.
 """
 
 from typing import Dict, Final, List, Optional, Tuple
@@ -199,6 +200,54 @@ class TwinPredictor(nn.Module):
         p = self._posterior(times, values, mask, static)
         logit = self.twin.risk_logit(p["z_mean"], p["s_emb"], p["hist_t"], p["hist_x"], p["hist_m"], p["hist_len"])
         return torch.sigmoid(logit)[0]
+
+    # ---- streaming: one observation at a time (gru_delta encoder, latent decoder) ----
+
+    @torch.jit.export
+    def encode_start(self, static: Tensor) -> Dict[str, Tensor]:
+        """The streaming state before any observation: ``s_emb``, the encoder state ``h`` and the
+        last observation's time ``t_last`` (``-1`` for none). Needs the gru_delta encoder."""
+        check_static(static, self.n_static, "")
+        s, known = self._norm_static(static)
+        s_emb = self.twin.embed_static(s.unsqueeze(0), known.unsqueeze(0))
+        h = self.twin.encoder.init_state(s_emb)
+        return {"s_emb": s_emb, "h": h, "t_last": torch.full([1], -1.0, dtype=torch.float32, device=static.device)}
+
+    @torch.jit.export
+    def encode_step(self, state: Dict[str, Tensor], time: Tensor, values: Tensor, mask: Tensor) -> Dict[str, Tensor]:
+        """The state after one observation at ``time`` (0-d, hours, not before the last one):
+        ``values [D]`` in original units where ``mask [D]`` is 1. Equal to encoding the whole
+        history with ``posterior``."""
+        check_history(time.reshape(1), values.reshape(1, -1), mask.reshape(1, -1), self.n_measurements, "")
+        t_last = state["t_last"]
+        if bool(t_last[0] >= 0.0) and bool(time.reshape(1)[0] < t_last[0]):
+            raise ValueError("encode_step: time " + str(float(time)) + " is before the last observation at "
+                             + str(float(t_last[0])) + "; steps must come in time order")
+        x, m = self._norm_values(values.reshape(1, -1), mask.reshape(1, -1))
+        gap = torch.where(t_last >= 0.0, time.reshape(1) - t_last, torch.zeros_like(t_last)).clamp(min=0.0)
+        inp = torch.cat([x * m, m, torch.log1p(gap).reshape(1, 1)], dim=-1)
+        h = self.twin.encoder.step(inp, state["h"])
+        return {"s_emb": state["s_emb"], "h": h, "t_last": time.reshape(1).to(torch.float32)}
+
+    @torch.jit.export
+    def decode_draws(self, state: Dict[str, Tensor], eps: Tensor, doses: Tensor,
+                     query_times: Tensor) -> Tuple[Tensor, Tensor]:
+        """Per-draw predictive mean and std ``[K, Q, D]`` (original units) from a streaming state:
+        draw ``k`` decodes ``z = mean + std * eps[k]`` (the posterior mean where the twin is not
+        variational). For twins whose decoder reads the history (``anchored``) use ``forecast``."""
+        if self.twin.anchored:
+            raise RuntimeError("decode_draws: this twin decodes from its history; use forecast or sample")
+        check_doses(doses, self.n_interventions, "")
+        anchor_h = float(state["t_last"][0].item()) if bool(state["t_last"][0] >= 0.0) else 0.0
+        check_query(query_times, anchor_h, self.max_span_h, "")
+        z_mean, z_log_std = self.twin.encoder.read_out(state["h"])
+        k = eps.shape[0]
+        z = z_mean + torch.exp(z_log_std) * eps if self.twin.variational else z_mean.expand(k, z_mean.shape[1])
+        d = self._norm_doses(doses).unsqueeze(0).expand(k, -1, 4)
+        anchor = torch.full([k], anchor_h, dtype=torch.float32, device=eps.device)
+        mean, log_std = self.twin.decode_at(z, anchor, query_times.unsqueeze(0).expand(k, query_times.shape[0]), d,
+                                            state["s_emb"].expand(k, -1))
+        return self._to_original(mean, log_std)
 
     # ---- a batch of subjects ----
 

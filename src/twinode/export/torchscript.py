@@ -43,6 +43,13 @@ def build_predictor(twin: PatientTwin, normaliser: dict, spec: FeatureSpec) -> T
                          [f.valid_range for f in spec.measurements])
 
 
+def streams(predictor: TwinPredictor) -> bool:
+    """Whether the twin supports encode_start / encode_step / decode_draws."""
+    from twinode.models.encoders import GRUDeltaEncoder
+
+    return isinstance(predictor.twin.encoder, GRUDeltaEncoder) and not predictor.twin.anchored
+
+
 def export_metadata(predictor: TwinPredictor, spec: FeatureSpec, normaliser: dict, *, solver: dict,
                     run_id: str | None, data_fingerprint: str | None, risk_validation: dict | None = None) -> dict:
     return {
@@ -61,7 +68,11 @@ def export_metadata(predictor: TwinPredictor, spec: FeatureSpec, normaliser: dic
         "training_run_id": run_id,
         "data_fingerprint": data_fingerprint,
         "weights_sha256": weights_sha256(predictor),
-        "methods": ["forecast", "sample", "forecast_batch"] + (["risk"] if predictor.has_risk else []),
+        "methods": ["forecast", "sample", "forecast_batch", "posterior", "decode"]
+        + (["risk"] if predictor.has_risk else [])
+        # Streaming (one observation at a time) where the encoder is the GRU and the decoder does
+        # not read the history.
+        + (["encode_start", "encode_step", "decode_draws"] if streams(predictor) else []),
         "max_query_span_h": MAX_SPAN_H,
         "events": event_policies(spec),  # the reader's rules and full FeatureSpec (docs/export.md)
         "decoder": "anchored" if predictor.twin.anchored else "latent",

@@ -42,6 +42,11 @@ class GRUDeltaEncoder(nn.Module):
         return self.read_out(h)
 
     @torch.jit.export
+    def init_state(self, s: Tensor) -> Tensor:
+        """The state ``[B, H]`` before any observation, from the static embedding ``s``."""
+        return torch.tanh(self.init_h(s))
+
+    @torch.jit.export
     def step(self, inp: Tensor, h: Tensor) -> Tensor:
         """One observation's update ``[B, 2D+1]`` of the state ``h [B, H]`` (streaming use)."""
         _, h_new = self.gru(inp.unsqueeze(1), h.unsqueeze(0))
@@ -106,6 +111,18 @@ class ODERNNEncoder(nn.Module):
         self.init_h = nn.Linear(static_dim, hidden)
         self.to_q = nn.Linear(hidden + 1, 2 * latent_dim)
         self.latent_dim = latent_dim
+
+    @torch.jit.export
+    def init_state(self, s: Tensor) -> Tensor:
+        raise RuntimeError("streaming updates (encode_step) need the gru_delta encoder; re-encode the history instead")
+
+    @torch.jit.export
+    def step(self, inp: Tensor, h: Tensor) -> Tensor:
+        raise RuntimeError("streaming updates (encode_step) need the gru_delta encoder; re-encode the history instead")
+
+    @torch.jit.export
+    def read_out(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        raise RuntimeError("streaming updates (encode_step) need the gru_delta encoder; re-encode the history instead")
 
     def evolve(self, h: Tensor, dt: Tensor) -> Tensor:
         """Move ``h [B, H]`` by signed time ``dt [B]`` (scaled units) with fixed steps."""

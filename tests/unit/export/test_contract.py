@@ -30,13 +30,23 @@ def test_torch_only_process_runs_every_method(twin_file, tmp_path):
             mean, std = twin.forecast(*args)
             samples = twin.sample(*args, 8, 3)
             risk = twin.risk(*args[:5])
-        torch.save({{"mean": mean, "std": std, "samples": samples, "risk": risk}}, {str(tmp_path / 'out.pt')!r})
+            post = twin.posterior(*args[:4])
+            decoded, _ = twin.decode(post, args[4], args[5])
+            state = twin.encode_start(args[3])
+            for i in range(args[0].shape[0]):
+                state = twin.encode_step(state, args[0][i], args[1][i], args[2][i])
+            streamed, _ = twin.decode_draws(state, torch.zeros(1, 8), args[4], args[5])
+        torch.save({{"mean": mean, "std": std, "samples": samples, "risk": risk, "decoded": decoded,
+                     "streamed": streamed[0]}}, {str(tmp_path / 'out.pt')!r})
         print(json.dumps(meta["methods"]))
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["forecast", "sample", "forecast_batch", "risk"]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [
+        "forecast", "sample", "forecast_batch", "posterior", "decode", "risk", "encode_start", "encode_step", "decode_draws"]
     got = torch.load(tmp_path / "out.pt", weights_only=True)
+    torch.testing.assert_close(got["decoded"], got["mean"])
+    torch.testing.assert_close(got["streamed"], got["mean"], rtol=1e-5, atol=1e-5)
     twin, _ = load_twin(twin_file)
     with torch.no_grad():
         mean, std = twin.forecast(*example_inputs())

@@ -3,6 +3,7 @@ export contract, valid ranges, and dose padding on a twin without intervention c
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from tests.unit.export.conftest import NORMALISER, example_inputs
@@ -98,3 +99,26 @@ def test_forecast_gradients_with_respect_to_doses_are_finite():
     mean, std = twin.forecast(times, values, mask, static, plan, query)
     (mean.sum() + std.sum()).backward()
     assert plan.grad is not None and bool(torch.isfinite(plan.grad).all())
+
+
+def test_streaming_steps_equal_encoding_the_whole_history():
+    twin = torch.jit.script(predictor("latent"))
+    times, values, mask, static, doses, query = example_inputs()
+    with torch.no_grad():
+        state = twin.encode_start(static)
+        for i in range(times.shape[0]):
+            state = twin.encode_step(state, times[i], values[i], mask[i])
+        mean, std = twin.decode_draws(state, torch.zeros(1, 8), doses, query)
+        ref_mean, ref_std = twin.forecast(times, values, mask, static, doses, query)
+    torch.testing.assert_close(mean[0], ref_mean, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(std[0], ref_std, rtol=1e-5, atol=1e-5)
+    with pytest.raises(Exception, match="time order"):
+        twin.encode_step(state, times[0], values[0], mask[0])
+
+
+def test_streaming_is_refused_where_the_decoder_reads_the_history():
+    twin = torch.jit.script(predictor("anchored"))
+    _, _, _, static, doses, query = example_inputs()
+    state = twin.encode_start(static)
+    with pytest.raises(Exception, match="use forecast"):
+        twin.decode_draws(state, torch.zeros(1, 8), doses, query)

@@ -195,3 +195,9 @@ def test_build_twin_starts_each_dose_channel_from_the_spec_peak_time(tmp_path):
     peaks = torch.log(ka / ke) / (ka - ke)  # the Bateman curve's peak time
     want = torch.tensor([f.effect_peak_h for f in spec.interventions])
     torch.testing.assert_close(peaks, want, rtol=1e-3, atol=1e-3)
+
+
+def test_ode_rnn_encoder_says_streaming_needs_the_gru():
+    twin = torch.jit.script(PatientTwin(3, 2, 1, latent_dim=4, hidden=8, encoder_hidden=8, encoder="ode_rnn"))
+    with pytest.raises(Exception, match="gru_delta"):
+        twin.encoder.init_state(torch.zeros(1, 8))
