@@ -29,30 +29,37 @@ import re
 import mlflow
 import torch
 from mlflow.pyfunc import PythonModel
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 Z_95 = 1.6448536269514722  # standard normal 95% quantile: mean +- Z_95 * std is the 5-95% interval
 
 
-class Observation(BaseModel):
+class Strict(BaseModel):
+    """Request parts refuse keys they do not know: a misspelt ``plans`` is an error, never a
+    silently dropped plan."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Observation(Strict):
     time: float  # hours, the same clock as query_times and plan
     name: str  # a measurement name from the twin's metadata
     value: float
 
 
-class StaticValue(BaseModel):
+class StaticValue(Strict):
     name: str
     value: float
 
 
-class Dose(BaseModel):
+class Dose(Strict):
     name: str  # an intervention name from the twin's metadata
     time_h: float
     amount: float
     duration_h: float = 0.0  # 0 = bolus, otherwise an infusion of amount/duration_h per hour
 
 
-class ForecastRequest(BaseModel):
+class ForecastRequest(Strict):
     history: list[Observation]
     static: list[StaticValue] = []
     plan: list[Dose] = []
@@ -172,6 +179,14 @@ def request_tensors(req: ForecastRequest, meta: dict, index: int = 0) -> tuple[t
             torch.tensor(req.query_times, dtype=torch.float32))
 
 
+def _one_line(exc: BaseException) -> str:
+    """The message a TorchScript error ends with (``RuntimeError: times: expected ...``),
+    without the interpreter's traceback and the build machine's source paths."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    found = [re.sub(r"^[\w.]*(Error|Exception): ", "", ln) for ln in lines if re.match(r"^[\w.]*(Error|Exception): ", ln)]
+    return (found[-1] if found else (lines[0] if lines else type(exc).__name__))[:500]
+
+
 class TwinPyfunc(PythonModel):
     def load_context(self, context) -> None:
         extra = {"twinode.json": ""}
@@ -192,8 +207,11 @@ class TwinPyfunc(PythonModel):
             if isinstance(req, dict):
                 req = ForecastRequest(**req)
             args = request_tensors(req, self.meta, i)
-            with torch.inference_mode():
-                mean, std = self.twin.forecast(*args)
+            try:
+                with torch.inference_mode():
+                    mean, std = self.twin.forecast(*args)
+            except (torch.jit.Error, RuntimeError) as exc:  # a TorchScript traceback: its last message, one line
+                raise ValueError(f"request {i}: {_one_line(exc)}") from None
             for q, t in enumerate(req.query_times):
                 for d, name in enumerate(names):
                     m, s = float(mean[q, d]), float(std[q, d])
