@@ -25,6 +25,8 @@ MAX_NODES = 200_000  # values in one document, YAML aliases counted as expanded
 MAX_DEPTH = 64  # nesting of lists and mappings
 MAX_QUERY_POINTS = 100_000  # forecast time points per plan (--horizon / --step)
 MAX_SAMPLES = 10_000  # sampled trajectories (--samples)
+MAX_HISTORY_POINTS = 200_000  # time points of one subject's history (a year of minute vitals is ~500k)
+MAX_HISTORY_DOSES = 100_000  # dose rows of one subject's history
 MAX_FORECAST_BYTES = 2 * 1024**3  # estimated memory of one plan's sampled forecast
 LATENT_ALLOWANCE = 64  # per-sample floats per query point beyond the measurements (latent path, solver stages)
 

@@ -73,9 +73,15 @@ def read_history(path: str | Path, meta: dict, *, skip_unknown: bool | None = No
 
     ``skip_unknown=None`` skips unknown codes in timestamped (MEDS) data and refuses them in
     hour-valued files; see :func:`twinode.data.events.read_subject` for the other options."""
+    from twinode.limits import MAX_HISTORY_DOSES, MAX_HISTORY_POINTS, check_count
+
     sub = read_subject(path, spec_from_meta(meta), subject=subject, time_origin=time_origin, window_hours=window_hours,
                        skip_unknown=skip_unknown, command=command)
-    return history_from_subject(sub)
+    history = history_from_subject(sub)
+    hint = "pass one subject's stay (--subject, --window-hours) or a shorter history"
+    check_count("history time points", len(history.times), MAX_HISTORY_POINTS, file=str(path), hint=hint)
+    check_count("history dose rows", int(history.doses.shape[0]), MAX_HISTORY_DOSES, file=str(path), hint=hint)
+    return history
 
 
 def read_yaml_or_json(path: str | Path, what: str):
