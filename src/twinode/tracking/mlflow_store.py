@@ -70,8 +70,10 @@ def environment_tags(root_dir: str | Path | None = None) -> dict[str, str]:
     import lightning
     import torch
 
+    commit = git_commit(root_dir)
     return {
-        "twinode.git_commit": git_commit(root_dir),
+        "twinode.git_commit": commit,
+        **({"mlflow.source.git.commit": commit} if commit != "unknown" else {}),  # the UI's Version column
         "twinode.torch_version": torch.__version__,
         "twinode.lightning_version": lightning.__version__,
         "twinode.mlflow_version": mlflow.__version__,

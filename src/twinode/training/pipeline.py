@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+from datetime import datetime
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +55,10 @@ def _loggers(cfg: DictConfig, run_id: str | None = None) -> list:
                 ensure_store(lg_cfg.tracking_uri, lg_cfg.get("experiment_name"), lg_cfg.get("artifact_location"))
             parent = sweep_parent_run_id()
             extra = {"run_id": run_id, "tags": {"mlflow.parentRunId": parent} if parent and not run_id else None}
+            if not run_id and not lg_cfg.get("run_name"):
+                # MLflow's own name generator draws from the seeded global RNG: every run would
+                # get the same name. Name it from the clock and the OS's randomness instead.
+                extra["run_name"] = f"{cfg.get('task_name', 'train')}-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
         loggers.append(instantiate(lg_cfg, **extra))
     return loggers
 
@@ -144,7 +150,8 @@ def _train(cfg: DictConfig) -> TrainResult:
             mlf.experiment.log_artifact(mlf.run_id, str(sidecar_path(twin_path)))
             mlf.experiment.set_tag(mlf.run_id, TAG, read_sidecar(twin_path))
         # ---- registry: pyfunc model + registered version with an alias (twinode.tracking.registry) ----
-        if mlf is not None and (cfg.get("registry") or {}).get("enabled", False):
+        # A debug run (fast_dev_run) never becomes a registered candidate.
+        if mlf is not None and (cfg.get("registry") or {}).get("enabled", False) and not cfg.trainer.get("fast_dev_run"):
             from twinode.tracking.registry import model_name_for, publish_twin
 
             # Idempotent: resuming a finished run finds the version it registered and adds none.
