@@ -38,7 +38,9 @@ def test_train_tracks_run_and_exports_a_torch_only_twin(tmp_path):
     assert len(history) >= 3  # one per epoch, plus the final validation of the best weights
     assert run.data.params["model.twin.latent_dim"] == "8"
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
-    assert {"config.yaml", "twin.pt", "data_report.json"} <= artifacts
+    assert {"config.yaml", "twin.pt", "data_report.json", "forecast.png"} <= artifacts
+    png = (result.output_dir / "forecast.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000  # a drawn figure, not an empty file
     assert len(run.data.tags["twinode.data_fingerprint"]) == 64
     assert run.data.tags["twinode.torch_version"]
 

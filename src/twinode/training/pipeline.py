@@ -63,6 +63,22 @@ def _loggers(cfg: DictConfig, run_id: str | None = None) -> list:
     return loggers
 
 
+def _log_forecast_figure(twin, dm, output_dir: Path, mlf) -> None:
+    """``forecast.png``: the trained twin on a few validation subjects, in the run's artifacts."""
+    from twinode.training.figures import forecast_figure
+
+    batch = next(iter(dm.val_dataloader()), None)
+    if batch is None:
+        return
+    was_training = twin.training
+    twin.eval()
+    try:
+        path = forecast_figure(twin, batch, [f.name for f in dm.spec.measurements], output_dir / "forecast.png")
+    finally:
+        twin.train(was_training)
+    mlf.experiment.log_artifact(mlf.run_id, str(path))
+
+
 def _callbacks(cfg: DictConfig) -> list:
     return [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
 
@@ -147,6 +163,7 @@ def _train(cfg: DictConfig) -> TrainResult:
             from twinode.export.integrity import TAG, read_sidecar, sidecar_path
 
             mlf.experiment.log_artifact(mlf.run_id, str(twin_path))
+            _log_forecast_figure(lit.twin, dm, output_dir, mlf)
             mlf.experiment.log_artifact(mlf.run_id, str(sidecar_path(twin_path)))
             mlf.experiment.set_tag(mlf.run_id, TAG, read_sidecar(twin_path))
         # ---- registry: pyfunc model + registered version with an alias (twinode.tracking.registry) ----
