@@ -4,7 +4,7 @@ import torch
 from twinode.data.collate import collate_windows
 from twinode.data.tensorize import SubjectRecord
 from twinode.data.windows import ForecastWindows
-from twinode.training.metrics import locf_forecast
+from twinode.models.baselines import locf_forecast
 
 
 def _record(sid, times, d=2):

@@ -1,10 +1,6 @@
-"""Reference models the twin must beat, on the same batches and metrics.
-
-Forecasts are in normalised units, ``[B, Q, D]``, from a padded :class:`~twinode.data.collate.Batch`:
-
-* ``locf``: last observation carried forward per channel;
-* ``history_mean``: the subject's own mean of each channel over the history;
-* ``population_mean``: the train mean (0 in normalised units).
+"""Carry-forward on a padded history (the training module's validation reference) and the
+mortality baseline. The forecast baselines of every reported result are in
+:mod:`twinode.evaluation.baselines`.
 
 Mortality: :class:`LogisticRisk`, L2-regularised logistic regression on per-channel summary
 features of the history (last, mean, min, max, observation count) plus statics.
@@ -15,23 +11,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from twinode.training.metrics import locf_forecast
 
+def locf_forecast(hist_x: Tensor, hist_m: Tensor, n_queries: int) -> tuple[Tensor, Tensor]:
+    """Last observation carried forward per channel: ``[B, Q, D]`` and where it exists ``[B, Q, D]``.
 
-def history_mean_forecast(hist_x: Tensor, hist_m: Tensor, n_queries: int) -> Tensor:
-    cnt = hist_m.sum(1)
-    mean = (hist_x * hist_m).sum(1) / cnt.clamp(min=1.0)  # 0 (the train mean) where unseen
-    return mean.unsqueeze(1).expand(-1, n_queries, -1)
-
-
-def baseline_forecasts(hist_x: Tensor, hist_m: Tensor, n_queries: int) -> dict[str, Tensor]:
-    """Every forecast baseline; a channel never seen in the history falls back to the train mean."""
-    locf, seen = locf_forecast(hist_x, hist_m, n_queries)
-    return {
-        "locf": locf * seen,
-        "history_mean": history_mean_forecast(hist_x, hist_m, n_queries),
-        "population_mean": torch.zeros_like(locf),
-    }
+    A channel never observed in the history has no LOCF value; those entries are left out
+    of both the twin's and LOCF's error so the two are compared on the same targets.
+    """
+    n = hist_x.shape[1]
+    pos = torch.arange(1, n + 1, device=hist_x.device, dtype=hist_x.dtype).view(1, n, 1)
+    last = (pos * hist_m).argmax(dim=1)  # [B, D] index of the last observed entry
+    value = torch.gather(hist_x, 1, last.unsqueeze(1)).squeeze(1)
+    seen = (hist_m.sum(1) > 0).to(hist_x.dtype)
+    return value.unsqueeze(1).expand(-1, n_queries, -1), seen.unsqueeze(1).expand(-1, n_queries, -1)
 
 
 def summary_features(hist_x: Tensor, hist_m: Tensor, static: Tensor, static_m: Tensor) -> Tensor:

@@ -13,7 +13,8 @@ from twinode.errors import SolverError
 from twinode.models.decoders import gaussian_nll
 from twinode.models.twin import PatientTwin
 from twinode.training.losses import kl_standard_normal, kl_weight
-from twinode.training.metrics import locf_forecast, masked_abs_error, masked_sq_error
+from twinode.models.baselines import locf_forecast
+from twinode.training.metrics import masked_abs_error, masked_sq_error
 
 
 class TwinLitModule(L.LightningModule):

@@ -4,7 +4,8 @@ import math
 
 import torch
 
-from twinode.models.baselines import LogisticRisk, baseline_forecasts, summary_features
+from twinode.evaluation.baselines import Anchors, history_mean, locf, population_mean
+from twinode.models.baselines import LogisticRisk, summary_features
 from twinode.training.metrics import MinMaxScale, interval_hits, masked_sq_error
 
 
@@ -18,7 +19,9 @@ def _history():
 
 def test_forecast_baselines_by_hand():
     x, m = _history()
-    f = baseline_forecasts(x, m, n_queries=2)
+    t, length = torch.tensor([[0.0, 1.0, 2.0]] * 2), torch.tensor([3, 3])
+    a = Anchors(t, x, m, length, torch.tensor([[3.0, 4.0]] * 2))  # two queries after the history
+    f = {"locf": locf(a), "history_mean": history_mean(a), "population_mean": population_mean(a)}
     assert f["locf"].shape == (2, 2, 2)
     torch.testing.assert_close(f["locf"][:, 0], torch.tensor([[3.0, 0.0], [-2.0, 4.0]]))
     torch.testing.assert_close(f["history_mean"][:, 1], torch.tensor([[2.0, 0.0], [-2.0, 4.0]]))
