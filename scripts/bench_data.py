@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 import benchlib
-from twinode.cli.data import load_spec
+from twinode.data.spec_files import load_spec
 from twinode.data.datamodule import TwinDataModule
 from twinode.data.importers.physionet2012 import import_physionet2012
 from twinode.data.sources import MedsSource, SyntheticICUSource

@@ -22,7 +22,7 @@ import sys
 
 import torch
 
-from twinode.cli.data import load_spec
+from twinode.data.spec_files import load_spec
 from twinode.data.simulators.glucose_eval import forecast_arms, markdown, score, summary_markdown
 from twinode.errors import TwinodeError
 from twinode.export.torchscript import load_twin

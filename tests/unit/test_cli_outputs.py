@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from twinode.cli.outputs import PLOT_SUFFIXES, TABLE_SUFFIXES, check_outputs
+from twinode.apps.outputs import PLOT_SUFFIXES, TABLE_SUFFIXES, check_outputs
 from twinode.errors import DataError
 
 

@@ -15,30 +15,8 @@ import json
 import sys
 from pathlib import Path
 
-from twinode.cli.config_dir import candidate_dirs
 from twinode.errors import ConfigError, TwinodeError
-from twinode.limits import load_file
-
-
-def load_spec(name: str):
-    """A FeatureSpec from ``configs/data/NAME.yaml`` (its ``source.spec``) or from a YAML file path."""
-    from twinode.data.schema import FeatureSpec
-
-    path = Path(name)
-    if not path.suffix:
-        found = [d / "data" / f"{name}.yaml" for d in candidate_dirs() if (d / "data" / f"{name}.yaml").exists()]
-        if not found:
-            avail = sorted({p.stem for d in candidate_dirs() if (d / "data").is_dir() for p in (d / "data").glob("*.yaml")})
-            raise ConfigError("--spec", name, avail or None, hint="name a configs/data/<name>.yaml or give a YAML path")
-        path = found[0]
-    if not path.exists():
-        raise ConfigError("--spec", name, hint="no such file")
-    doc = load_file(path, "FeatureSpec") or {}
-    if not isinstance(doc, dict):
-        raise ConfigError("--spec", name, hint=f"{path} holds a {type(doc).__name__}, expected a mapping (a FeatureSpec "
-                          "or a data config with source.spec)")
-    spec = doc.get("source", {}).get("spec") if isinstance(doc.get("source"), dict) else None
-    return FeatureSpec.from_dict(spec if spec is not None else doc, name=None)
+from twinode.data.spec_files import load_spec  # noqa: F401  (twinode-data validate --spec)
 
 
 def _print_report(report, as_json: bool) -> None:
@@ -116,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _check_simulate_out(args) -> None:
     """``simulate glucose``: the output is checked before minutes of simulation, and a cohort
     folder may only replace an earlier simulated cohort (its files are written in place)."""
-    from twinode.cli.outputs import check_outputs
+    from twinode.apps.outputs import check_outputs
     from twinode.data.importers.output import check_output
 
     if args.scenarios is not None:  # the format is the simulator's own check

@@ -12,18 +12,14 @@ to consumers through a channel you trust, they pass it as --sha256.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
+from twinode.tracking.mlflow_store import default_tracking_uri
 from twinode.cli.exits import exit_on_error
 from twinode.errors import ConfigError
 
 EXPORT_KEYS = ("ckpt_path", "out", "run_id", "trust_checkpoint")
-
-
-def default_tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{os.path.abspath('mlflow.db')}"
 
 
 def _parse_pairs(argv: list[str]) -> dict[str, str]:

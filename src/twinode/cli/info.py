@@ -84,7 +84,7 @@ def _text(d: dict) -> str:
 
 
 def run(a) -> int:
-    from twinode.cli.predict import load_model
+    from twinode.apps.twin_files import load_model
 
     with tempfile.TemporaryDirectory() as tmp:
         _, meta = load_model(a.model, a.tracking_uri, tmp)

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from twinode.cli.exits import run_and_exit
-from twinode.cli.history_args import skipped_text
+from twinode.apps.history_options import add_window_args, skipped_text
 from twinode.errors import DataError
 
 
@@ -31,11 +31,7 @@ def _args(argv):
     p.add_argument("--model", required=True, help="twin.pt, or models:/NAME@ALIAS")
     p.add_argument("--stream", required=True, help="newline-delimited JSON or long CSV events in hours; '-' reads stdin as "
                    "it arrives; a MEDS folder, a parquet file or timestamped CSV is replayed in time order")
-    p.add_argument("--subject", type=int, default=None, help="the subject to replay when the events hold several (MEDS)")
-    p.add_argument("--time-origin", default=None, help="window start for timestamped events (default: the twin's "
-                   "window_start event, else the subject's first event)")
-    p.add_argument("--window-hours", type=float, default=None, help="replay events up to this many hours after the window "
-                   "start (default: the twin's training window)")
+    add_window_args(p, "replay")
     p.add_argument("--threshold", type=float, default=3.0, help="alert when |z| exceeds this (default 3)")
     p.add_argument("--direction", choices=["both", "high", "low"], default="both")
     p.add_argument("--consecutive", type=int, default=1, help="readings in a row above threshold before an alert")
@@ -72,7 +68,7 @@ def _is_table(a) -> bool:
 def run(a) -> int:
     from twinode.apps.monitor import AlertRule, Monitor
     from twinode.apps.stream import EventStream
-    from twinode.cli.predict import load_model
+    from twinode.apps.twin_files import load_model
 
     rule = AlertRule(a.threshold, a.direction, a.consecutive, a.warmup)
     with tempfile.TemporaryDirectory() as tmp:

@@ -19,7 +19,7 @@ from collections import Counter
 import torch
 
 from twinode.cli.exits import run_and_exit
-from twinode.cli.history_args import add_history_args, read_history_args, report_history
+from twinode.apps.history_options import add_history_args, read_history_args, report_history
 from twinode.errors import DataError
 
 
@@ -60,7 +60,7 @@ def _args(argv):
 def run(a) -> int:
     from twinode.apps.candidates import read_candidates
     from twinode.apps.planning import Objective, SafetyBounds, optimise_plan, rank_plans
-    from twinode.cli.predict import load_model
+    from twinode.apps.twin_files import load_model
     from twinode.export.inputs import bolus_rows
 
     with tempfile.TemporaryDirectory() as tmp:

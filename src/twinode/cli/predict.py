@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 from twinode.cli.exits import exit_on_error
-from twinode.cli.history_args import add_history_args, read_history_args, report_history
+from twinode.apps.twin_files import load_checked_model
+from twinode.apps.history_options import add_history_args, read_history_args, report_history
 from twinode.errors import DataError
 
 
@@ -45,18 +46,6 @@ def _args(argv):
     if a.samples < 2:
         p.error("--samples must be >= 2")
     return a
-
-
-def load_model(spec: str, tracking_uri: str | None, tmp: str):
-    return load_checked_model(spec, tracking_uri, tmp)[:2]
-
-
-def load_checked_model(spec: str, tracking_uri: str | None, tmp: str, sha256: str | None = None):
-    """``(twin, meta, Integrity)``: every check that exists (twinode.export.integrity.open_twin)."""
-    from twinode.cli.export import default_tracking_uri
-    from twinode.export.integrity import open_twin
-
-    return open_twin(spec, tmp, sha256=sha256, tracking_uri=tracking_uri or default_tracking_uri())
 
 
 def _call(what: str, fn, *args):
@@ -121,7 +110,7 @@ def run(a) -> None:
 
     from twinode.export.inputs import frame_rows, read_plan
 
-    from twinode.cli.outputs import PLOT_SUFFIXES, TABLE_SUFFIXES, check_outputs
+    from twinode.apps.outputs import PLOT_SUFFIXES, TABLE_SUFFIXES, check_outputs
     from twinode.limits import check_forecast
 
     check_outputs({"--out": (a.out, TABLE_SUFFIXES), "--plot": (a.plot, PLOT_SUFFIXES)},

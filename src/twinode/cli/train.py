@@ -11,7 +11,7 @@ os.environ.setdefault("TWINODE_ROOT", str(Path.cwd().resolve()))
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from twinode.cli.config_dir import config_dir  # noqa: E402
+from twinode.config_dir import config_dir  # noqa: E402
 from twinode.errors import TwinodeError  # noqa: E402
 
 

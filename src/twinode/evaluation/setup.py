@@ -36,7 +36,7 @@ def from_twin_file(path: Path, overrides: list[str], data_dir: str | None = None
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    from twinode.cli.config_dir import config_dir
+    from twinode.config_dir import config_dir
     from twinode.export.integrity import load_checked_twin
 
     module, meta, integrity = load_checked_twin(path, sha256)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -56,6 +57,11 @@ def _ensure_experiment(client: MlflowClient, name: str, artifact_location: str |
         except MlflowException:
             if client.get_experiment_by_name(name) is None:  # a store without the lock (a server): only re-raise
                 raise                                         # when it really is missing
+
+
+def default_tracking_uri() -> str:
+    """``$MLFLOW_TRACKING_URI``, else ``mlflow.db`` in the working folder (the CLIs' default store)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{os.path.abspath('mlflow.db')}"
 
 
 def git_commit(cwd: str | Path | None = None) -> str:

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from twinode.cli.data import load_spec
+from twinode.data.spec_files import load_spec
 from twinode.export.torchscript import export_twin, load_verified_twin
 from twinode.models.twin import PatientTwin
 from twinode.solvers import FixedGridSolver

@@ -68,7 +68,7 @@ def test_monitor_replays_a_meds_subject_and_names_its_options(glucose_twin_file,
 
 
 def test_online_twin_of_an_anchored_twin_re_encodes_and_equals_forecast(tmp_path, rows_of):
-    from twinode.cli.data import load_spec
+    from twinode.data.spec_files import load_spec
     from twinode.export.torchscript import export_twin, load_verified_twin
     from twinode.models.twin import PatientTwin
 

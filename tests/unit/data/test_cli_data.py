@@ -9,7 +9,8 @@ import sys
 import polars as pl
 import yaml
 
-from twinode.cli.data import load_spec, main
+from twinode.cli.data import main
+from twinode.data.spec_files import load_spec
 
 from conftest import REPO, TINY_SPEC
 

@@ -20,7 +20,7 @@ import torch
 from conftest import SHARED_DATA, T0, make_archive, outcomes_text, record_text, write_events
 from twinode.apps.online import OnlineTwin
 from twinode.apps.stream import EventStream, table_lines
-from twinode.cli.data import load_spec
+from twinode.data.spec_files import load_spec
 from twinode.data.events import align_subject
 from twinode.data.collate import collate_windows
 from twinode.data.importers.physionet2012 import import_physionet2012

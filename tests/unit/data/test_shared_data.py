@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from twinode.cli.data import load_spec
+from twinode.data.spec_files import load_spec
 from twinode.data.importers.physionet2012 import import_physionet2012
 from twinode.data.sources import MedsSource
 

@@ -20,7 +20,7 @@ def test_info_lists_names_kinds_amount_units_and_policies(twin_file, capsys):
 
 
 def test_info_json_gives_the_rate_codes_amount_unit(tmp_path, capsys):
-    from twinode.cli.data import load_spec
+    from twinode.data.spec_files import load_spec
     from tests.unit.export.test_event_rules import export_for
 
     export_for(load_spec("mimic_iv_demo"), tmp_path / "twin.pt")

@@ -17,7 +17,7 @@ import torch
 
 from twinode.apps.online import OnlineTwin
 from twinode.apps.stream import EventStream
-from twinode.cli.data import load_spec
+from twinode.data.spec_files import load_spec
 from twinode.data.rules import spec_from_meta
 from twinode.data.schema import FeatureSpec
 from twinode.data.tensorize import tensorize

@@ -86,7 +86,7 @@ def test_bad_channels_or_indices_are_config_errors():
 
 def test_model_glucose_hybrid_composes_and_builds(tmp_path):
     from twinode.training.pipeline import build_twin
-    from twinode.cli.data import load_spec
+    from twinode.data.spec_files import load_spec
 
     cfg = compose_train(tmp_path, ["experiment=glucose", "model=glucose_hybrid"])
     twin = build_twin(cfg, {"n_measurements": 1, "n_static": 3, "n_interventions": 3}, load_spec("glucose"), trust=True)
@@ -97,7 +97,7 @@ def test_model_glucose_hybrid_composes_and_builds(tmp_path):
 def test_hybrid_twin_passes_the_export_contract(tmp_path):
     """Scripted into twin.pt, loaded with torch alone, forecasts; plan gradients are finite."""
     from twinode.apps.planning import Objective, PlanSampler
-    from twinode.cli.data import load_spec
+    from twinode.data.spec_files import load_spec
     from twinode.export.torchscript import export_twin, load_verified_twin
 
     torch.manual_seed(0)

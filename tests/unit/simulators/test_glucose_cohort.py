@@ -10,7 +10,8 @@ import torch
 from hydra.utils import instantiate
 
 from tests.conftest import compose_train
-from twinode.cli.data import load_spec, main
+from twinode.cli.data import main
+from twinode.data.spec_files import load_spec
 from twinode.data.simulators.glucose_behaviour import Behaviour, draw_plan
 from twinode.data.simulators.glucose_cohort import ARMS, BASAL, BASAL_END, BOLUS, CGM, MEAL, WEIGHT
 from twinode.data.simulators.glucose_eval import ArmForecasts, clarke_zones, forecast_arms, score, time_in_range

@@ -9,7 +9,7 @@ from pathlib import Path
 def candidate_dirs() -> list[Path]:
     """Every place configs may live, in the order they are searched."""
     dirs = [Path(os.environ["TWINODE_CONFIG_DIR"])] if os.environ.get("TWINODE_CONFIG_DIR") else []
-    return dirs + [Path.cwd() / "configs", Path(__file__).resolve().parents[3] / "configs"]  # src/twinode/cli -> repo
+    return dirs + [Path.cwd() / "configs", Path(__file__).resolve().parents[2] / "configs"]  # src/twinode -> repo
 
 
 def config_dir() -> str:

@@ -1,4 +1,5 @@
-"""The ``--history`` options of twinode-predict and twinode-plan, and how their outcome is reported."""
+"""The ``--history`` options of twinode-predict and twinode-plan (and the window options
+twinode-monitor shares), and how their outcome is reported."""
 
 from __future__ import annotations
 
@@ -10,13 +11,19 @@ def add_history_args(p: argparse.ArgumentParser) -> None:
     """The history options shared by twinode-predict and twinode-plan."""
     p.add_argument("--history", required=True, help="events: subject_id,time,code,numeric_value[,duration_h] as CSV/parquet "
                    "(time in hours since the window start, or timestamps) or a MEDS dataset folder")
-    p.add_argument("--subject", type=int, default=None, help="the subject to read when the events hold several (MEDS)")
-    p.add_argument("--time-origin", default=None, help="window start: an ISO timestamp for timestamped events "
-                   "(default: the twin's window_start event, else the subject's first event)")
-    p.add_argument("--window-hours", type=float, default=None, help="read events up to this many hours after the "
-                   "window start (default: the twin's training window)")
+    add_window_args(p, "read")
     p.add_argument("--skip-unknown-codes", action="store_true", default=None,
                    help="skip (and count) codes the twin does not know (the default for timestamped/MEDS events)")
+
+
+def add_window_args(p: argparse.ArgumentParser, verb: str) -> None:
+    """Which subject and which part of its record to ``verb`` (read, replay): ``--subject``,
+    ``--time-origin``, ``--window-hours``; shared by twinode-predict, -plan and -monitor."""
+    p.add_argument("--subject", type=int, default=None, help=f"the subject to {verb} when the events hold several (MEDS)")
+    p.add_argument("--time-origin", default=None, help="window start: an ISO timestamp for timestamped events "
+                   "(default: the twin's window_start event, else the subject's first event)")
+    p.add_argument("--window-hours", type=float, default=None, help=f"{verb} events up to this many hours after the "
+                   "window start (default: the twin's training window)")
 
 
 def read_history_args(a, meta: dict, command: str):
