@@ -175,11 +175,13 @@ def test_a_twin_trains_on_the_cohort(cohort, tmp_path):
     for a in arms:
         assert a.truth.shape == a.forecasts["twin"].shape == (1, 72) and np.isfinite(a.forecasts["twin"]).all()
     rows = score(arms)
-    assert {r["forecaster"] for r in rows} == {"twin", "twin_plan_blind", "locf", "bolus_rule"}
-    assert len(rows) == 4 * len(arms) and all(np.isfinite(r["rmse_6h"]) for r in rows)
-    # LOCF and the plan-blind twin see the same inputs under every plan, so they miss each arm's whole effect.
+    names = {"twin", "twin_plan_blind", "locf", "subject_mean", "population_mean", "bolus_rule"}
+    assert {r["forecaster"] for r in rows} == names
+    assert len(rows) == len(names) * len(arms) and all(np.isfinite(r["rmse_6h"]) for r in rows)
+    # LOCF, the means and the plan-blind twin see the same inputs under every plan, so they miss
+    # each arm's whole effect.
     for r in rows:
-        if r["forecaster"] in ("locf", "twin_plan_blind") and r["arm"] != "factual":
+        if r["forecaster"] in ("locf", "subject_mean", "population_mean", "twin_plan_blind") and r["arm"] != "factual":
             assert r["effect_rmse_6h"] == pytest.approx(r["true_effect_rms_6h"], rel=1e-9)
 
 

@@ -98,7 +98,8 @@ def insulin_per_minute(path: Path, ids: list[int], n_minutes: int) -> np.ndarray
 
 
 def forecast_arms(twin, cohort: str | Path, spec, horizon_h: float = 6.0) -> list[ArmForecasts]:
-    """Twin, plan-blind twin, LOCF and bolus-rule forecasts for every held-out subject under the
+    """Twin, plan-blind twin, LOCF, subject-mean (the history's CGM mean), population-mean (the
+    train split's CGM mean) and bolus-rule forecasts for every held-out subject under the
     factual plan and each arm (see the module docstring)."""
     from twinode.evaluation.bolus_rule import rule_effect
 
@@ -106,7 +107,7 @@ def forecast_arms(twin, cohort: str | Path, spec, horizon_h: float = 6.0) -> lis
     arms = pl.read_parquet(cohort / "counterfactual" / "metadata" / "arms.parquet")
     branch_min = int(arms["branch_minute"][0])
     branch_h = branch_min / 60.0
-    factual, _ = _records(cohort, spec)
+    factual, splits = _records(cohort, spec)
     counterfactual, _ = _records(cohort / "counterfactual", spec)
     held = sorted(arms["factual_subject_id"].unique().to_list())
     n_q = int(round(horizon_h / STEP_H))
@@ -117,9 +118,11 @@ def forecast_arms(twin, cohort: str | Path, spec, horizon_h: float = 6.0) -> lis
     cf = dict(zip(cf["subject_id"].to_list(), cf["cf_mg_dl_per_u"].to_list()))
     cf_held = np.array([cf[i] for i in held])
     insulin_factual = insulin_per_minute(cohort, held, n_min)
+    train = [r for sid, r in factual.items() if splits.get(sid, "train") == "train"]
+    population = float(np.concatenate([r.values[r.mask[:, 0] > 0, 0] for r in train]).mean())
 
     def run(records) -> dict[str, np.ndarray]:
-        twin_f, locf = [], []
+        twin_f, locf, subject = [], [], []
         for r in records:
             hist = r.times <= branch_h + 1e-4
             times = torch.from_numpy(r.times[hist])
@@ -129,7 +132,9 @@ def forecast_arms(twin, cohort: str | Path, spec, horizon_h: float = 6.0) -> lis
             twin_f.append(mean[:, 0].numpy())
             seen = r.mask[hist, 0] > 0
             locf.append(np.full(n_q, r.values[hist][seen, 0][-1]))
-        return {"twin": np.stack(twin_f), "locf": np.stack(locf)}
+            subject.append(np.full(n_q, r.values[hist][seen, 0].mean()))
+        return {"twin": np.stack(twin_f), "locf": np.stack(locf), "subject_mean": np.stack(subject),
+                "population_mean": np.full((len(records), n_q), population)}
 
     base = run([factual[i] for i in held])
     base["twin_plan_blind"] = base["twin"]
