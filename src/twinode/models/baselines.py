@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from twinode.models.anchoring import history_extremes, history_stats
+
 
 def locf_forecast(hist_x: Tensor, hist_m: Tensor, n_queries: int) -> tuple[Tensor, Tensor]:
     """Last observation carried forward per channel: ``[B, Q, D]`` and where it exists ``[B, Q, D]``.
@@ -28,14 +30,10 @@ def locf_forecast(hist_x: Tensor, hist_m: Tensor, n_queries: int) -> tuple[Tenso
 
 def summary_features(hist_x: Tensor, hist_m: Tensor, static: Tensor, static_m: Tensor) -> Tensor:
     """``[B, 5 D + 2 S]``: last, mean, min, max and log1p(count) per channel (0 where unseen), statics."""
-    big = 1e4
+    full = torch.full((hist_x.shape[0],), hist_x.shape[1], dtype=torch.long, device=hist_x.device)
     locf, seen = locf_forecast(hist_x, hist_m, 1)
-    cnt = hist_m.sum(1)
-    mean = (hist_x * hist_m).sum(1) / cnt.clamp(min=1.0)
-    lo = torch.where(hist_m > 0, hist_x, torch.full_like(hist_x, big)).min(1).values
-    hi = torch.where(hist_m > 0, hist_x, torch.full_like(hist_x, -big)).max(1).values
-    has = cnt > 0
-    lo, hi = torch.where(has, lo, 0.0), torch.where(has, hi, 0.0)
+    mean, cnt = history_stats(hist_x, hist_m, full)
+    lo, hi = history_extremes(hist_x, hist_m, full)
     return torch.cat([(locf * seen)[:, 0], mean, lo, hi, torch.log1p(cnt), static * static_m, static_m], dim=-1)
 
 

@@ -37,6 +37,7 @@ class TwinLitModule(L.LightningModule):
         # (AnchoredDecoder.prior_penalty), so channels with few targets do not overfit them.
         self.prior_weight = prior_weight
         self.val_auroc, self.val_auprc = BinaryAUROC(), BinaryAveragePrecision()
+        self._risk_seen, self._risk_positives = False, 0.0  # this validation epoch's risk targets
 
     def _objective(self, b: Batch, sample: bool) -> dict[str, torch.Tensor]:
         s_emb = self.twin.embed_static(b.static, b.static_m)
@@ -126,7 +127,7 @@ class TwinLitModule(L.LightningModule):
         self.log("val/loss", out["loss"], batch_size=len(b), sync_dist=True)
         if "risk_logit" in out:
             self.val_auroc.update(torch.sigmoid(out["risk_logit"]), out["risk_label"].long())
-            self._risk_positives = getattr(self, "_risk_positives", 0.0) + float(out["risk_label"].sum())
+            self._risk_positives += float(out["risk_label"].sum())
             self.val_auprc.update(torch.sigmoid(out["risk_logit"]), out["risk_label"].long())
             self._risk_seen = True
 
@@ -136,11 +137,11 @@ class TwinLitModule(L.LightningModule):
         self.log("val/forecast_nll", self.val_nll.compute(), sync_dist=False)
         self.log("val/forecast_mse", self.val_mse.compute(), sync_dist=False)
         self.log("val/target_mse", self.val_mse_all.compute(), sync_dist=False)
-        if getattr(self, "_risk_seen", False):
+        if self._risk_seen:
             self.log("val/risk_auroc", self.val_auroc.compute())
             self.log("val/risk_auprc", self.val_auprc.compute())
             # How many positives the AUROC stands on (exported: a consumer can judge the risk).
-            self.log("val/risk_positives", float(getattr(self, "_risk_positives", 0.0)), sync_dist=True, reduce_fx="sum")
+            self.log("val/risk_positives", self._risk_positives, sync_dist=True, reduce_fx="sum")
             self._risk_seen = False
             self._risk_positives = 0.0
         for m in (self.val_mae, self.val_mae_locf, self.val_nll, self.val_mse, self.val_mse_all, self.val_auroc, self.val_auprc):
