@@ -11,7 +11,7 @@ FROM ${BASE_IMAGE}
 ARG OPTUNA_SWEEPER=hydra-optuna-sweeper==1.3.0
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    TWINODE_CONFIG_DIR=/opt/twinode/configs TWINODE_ROOT=/work \
+    TWINODE_ROOT=/work \
     MPLCONFIGDIR=/tmp/matplotlib
 
 # tini reaps DDP worker processes and forwards SIGTERM/SIGINT so Lightning can stop cleanly;
@@ -31,7 +31,6 @@ RUN mkdir -p src/twinode && touch src/twinode/__init__.py \
  && pip install --no-deps "${OPTUNA_SWEEPER}" \
  && pip uninstall -y twinode \
  && rm -rf src
-COPY configs ./configs
 COPY src ./src
 RUN pip install --no-deps . && python -c "import twinode, torch; print('twinode on torch', torch.__version__)"
 

@@ -151,7 +151,7 @@ def main(argv=None) -> None:
     machine = benchlib.machine_info(args.threads, args.device)
     rows = physionet_rows(args, data) if use_pn else synthetic_rows(args)
     what = ((f"PhysioNet 2012 set A, first {args.records:,} records" if args.records else "PhysioNet 2012 set A, 4,000 stays")
-            + "; spec `configs/data/physionet2012.yaml`") if use_pn else \
+            + "; spec `src/twinode/configs/data/physionet2012.yaml`") if use_pn else \
         f"embedded synthetic ICU cohort, {args.patients:,} patients" + ("" if args.source == "synthetic" else
                                                                          f", no PhysioNet files under {data}")
     command = "python scripts/bench_data.py" + (" " + " ".join(sys.argv[1:] if argv is None else argv)).rstrip()

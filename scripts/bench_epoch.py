@@ -58,6 +58,7 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchlib sits beside this script
 import benchlib  # noqa: E402
 from benchlib import count_flops, sync  # noqa: E402
+from twinode.config_dir import config_dir
 from twinode.data.collate import Batch
 from twinode.errors import TwinodeError
 from twinode.training.pipeline import build_twin
@@ -290,7 +291,7 @@ def compose_cfg(args, data_root: Path, out: Path):
             f"cpu_threads={args.threads}"]
     exp = [f"experiment={args.experiment}"]
     over += (exp + SMOKE if args.smoke else exp) + list(args.override)
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         return compose("train", overrides=over)
 
 

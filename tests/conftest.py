@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "configs"
+CONFIGS = REPO / "src" / "twinode" / "configs"  # shipped in the package (pkg://twinode.configs)
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 FAST = [

@@ -31,7 +31,6 @@ TRUST_HINT = "if you trust its source, pass trust_checkpoint=true (twinode-expor
 # The classes a checkpoint's config may name: these, and every ``twinode.*`` ``_target_`` in the
 # configs shipped with this package (:func:`allowed_targets`). Anything else -- a user's own
 # mechanistic prior, or builtins.open in a crafted file -- needs trust.
-SHIPPED_CONFIGS = Path(__file__).resolve().parents[2] / "configs"  # src/twinode -> the checkout's configs/
 ALLOWED_TARGETS = frozenset({
     "twinode.data.datamodule.TwinDataModule",
     "twinode.data.sources.MedsSource",
@@ -51,8 +50,11 @@ ALLOWED_TARGETS = frozenset({
 def allowed_targets() -> frozenset[str]:
     """:data:`ALLOWED_TARGETS` plus the ``twinode.*`` targets that the package's own configs name
     (a config group added to configs/ is re-resolved from there; nothing outside twinode is)."""
+    from twinode.config_dir import shipped_dir
+
     found = set()
-    for path in SHIPPED_CONFIGS.rglob("*.yaml") if SHIPPED_CONFIGS.is_dir() else []:
+    shipped = shipped_dir()
+    for path in shipped.rglob("*.yaml") if shipped.is_dir() else []:
         try:
             found |= set(re.findall(r"^\s*_target_:\s*(twinode\.[\w.]+)\s*$", path.read_text(), flags=re.M))
         except (OSError, UnicodeDecodeError):

@@ -24,8 +24,9 @@ TINY = [
 
 
 def env_for(root: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # only what the test asks for
-    env.update({"TWINODE_ROOT": str(root), "TWINODE_CONFIG_DIR": str(REPO / "configs"),
+    # only what the test asks for; the configs come from the package (pkg://twinode.configs)
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "TWINODE_CONFIG_DIR")}
+    env.update({"TWINODE_ROOT": str(root),
                 "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **extra})
     return env
 

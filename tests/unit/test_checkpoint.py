@@ -112,7 +112,7 @@ def test_every_twinode_target_in_configs_is_allowed():
     import re
 
     targets = set()  # the groups a checkpoint's config is built from: data, model, solver (and overlays)
-    configs = Path(__file__).resolve().parents[2] / "configs"
+    configs = Path(__file__).resolve().parents[2] / "src" / "twinode" / "configs"
     for group in ("data", "model", "solver", "experiment"):
         for path in (configs / group).rglob("*.yaml"):
             targets |= set(re.findall(r"^\s*_target_:\s*(twinode\.\S+)", path.read_text(), flags=re.M))

@@ -9,9 +9,7 @@ from omegaconf import OmegaConf
 
 from twinode.data.sources import MedsSource
 
-from conftest import REPO
-
-CONFIGS = REPO / "configs"
+from tests.conftest import CONFIGS
 
 
 @pytest.mark.skipif(not (CONFIGS / "train.yaml").exists(), reason="train.yaml not present")

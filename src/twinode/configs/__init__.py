@@ -1,0 +1,1 @@
+"""twinode's Hydra configs (``pkg://twinode.configs``): train.yaml and its config groups."""
