@@ -18,6 +18,7 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.trainer.states import TrainerStatus
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -139,6 +140,7 @@ def _train(cfg: DictConfig) -> TrainResult:
             lg.log_hyperparams(_flat_params(resolved))
 
     trainer.fit(lit, datamodule=dm, ckpt_path=start.ckpt_path or cfg.get("ckpt_path"), weights_only=not trust)
+    fit_completed = trainer.state.status == TrainerStatus.FINISHED and not trainer.interrupted
 
     best = getattr(trainer.checkpoint_callback, "best_model_path", None) or None
     if best:
@@ -167,16 +169,52 @@ def _train(cfg: DictConfig) -> TrainResult:
             mlf.experiment.log_artifact(mlf.run_id, str(sidecar_path(twin_path)))
             mlf.experiment.set_tag(mlf.run_id, TAG, read_sidecar(twin_path))
         # ---- registry: pyfunc model + registered version with an alias (twinode.tracking.registry) ----
-        # A debug run (fast_dev_run) never becomes a registered candidate.
-        if mlf is not None and (cfg.get("registry") or {}).get("enabled", False) and not cfg.trainer.get("fast_dev_run"):
+        # Only a completed, non-debug, non-sweep run becomes the registered candidate.
+        skip = registry_skip_reason(cfg, fit_completed)
+        if mlf is not None and skip is None:
             from twinode.tracking.registry import model_name_for, publish_twin
 
             # Idempotent: resuming a finished run finds the version it registered and adds none.
             publish_twin(twin_path, run_id=mlf.run_id, tracking_uri=cfg.logger.mlflow.tracking_uri,
                          model_name=model_name_for(cfg.registry, dm.dataset_name), alias=cfg.registry.alias)
+        elif mlf is not None:
+            mlf.experiment.set_tag(mlf.run_id, REGISTRY_TAG, f"not registered: {skip}")
         # ---- end registry ----
     return TrainResult(output_dir, twin_path, best, metrics, mlf.run_id if mlf else None,
                        cfg.logger.mlflow.tracking_uri if mlf else None)
+
+
+REGISTRY_TAG = "twinode.registry"  # on a run that registered nothing: why
+
+
+def in_multirun() -> bool:
+    """True inside a trial of a Hydra multirun (a sweep)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def registry_skip_reason(cfg: DictConfig, fit_completed: bool = True) -> str | None:
+    """Why this run must not register a model version (nor move its alias), or None when it may.
+
+    A version is registered only for a completed, non-debug run with ``registry.enabled``:
+    not under ``trainer.fast_dev_run`` or ``trainer.overfit_batches``, not for a run whose
+    fit stopped early by an exception or interrupt, and not for a sweep trial unless
+    ``registry.register_sweep_trials`` is true (register the sweep's best configuration by
+    re-running it as a single run)."""
+    reg = cfg.get("registry") or {}
+    if not reg.get("enabled", False):
+        return "registry.enabled is false"
+    if OmegaConf.select(cfg, "trainer.fast_dev_run", default=False):
+        return "debug run (trainer.fast_dev_run)"
+    if OmegaConf.select(cfg, "trainer.overfit_batches", default=0):
+        return "debug run (trainer.overfit_batches)"
+    if not fit_completed:
+        return "training did not complete"
+    if in_multirun() and not reg.get("register_sweep_trials", False):
+        return "sweep trial (registry.register_sweep_trials is false)"
+    return None
 
 
 def _refuse_multirun_spawn(trainer: L.Trainer) -> None:
