@@ -69,6 +69,12 @@ class TwinDataModule(L.LightningDataModule):
         return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, collate_fn=collate_windows,
                           num_workers=self.num_workers)  # not persistent: workers re-read the epoch-seeded windows
 
+    def forecast_batches(self, split: str):
+        """Batches of ``split``'s windows cut at a fixed time (history, then the horizon's
+        observations as targets), in order: what a per-channel fit before training reads."""
+        ds = ForecastWindows(self.splits[split], self.horizon_h, self.spec.window_hours, "fixed", seed=self.seed)
+        return self._loader(ds, self.eval_batch_size, False)
+
     def train_dataloader(self):
         # Built once per fit; TwinLitModule.on_train_epoch_start advances the windows' epoch.
         return self._loader(self.train_windows, self.batch_size, True)

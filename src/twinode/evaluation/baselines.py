@@ -17,13 +17,13 @@ forecast ``[B, Q, D]`` in normalised units (0 is the train split's mean):
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Iterable
 
 import torch
 from torch import Tensor
 
 from twinode.models.anchoring import channel_anchors, history_stats
+from twinode.models.channel_prior import fit_channel_decay
 
 
 class Anchors:
@@ -59,9 +59,6 @@ def linear_interpolation(a: Anchors) -> Tensor:
 class DecayToMean:
     """``level + (last - level) exp(-k age)`` with ``level = w * history mean``, per channel."""
 
-    WEIGHTS = tuple(i / 10 for i in range(11))
-    HALF_LIVES_H = (0.25, 0.5, 1.0, 2.0, 4.0, 6.0, 9.0, 12.0, 18.0, 24.0, 36.0, 48.0, 72.0, 120.0, 240.0, 1e6)
-
     def __init__(self, w: Tensor, k: Tensor):
         self.w, self.k = w, k
 
@@ -74,21 +71,7 @@ class DecayToMean:
     def fit(cls, batches: Iterable, n_channels: int) -> "DecayToMean":
         """Grid search of ``w`` and the half-life per channel, minimising the squared error on
         the targets of ``batches`` (collated windows of the train split)."""
-        ks = torch.tensor([math.log(2.0) / h for h in cls.HALF_LIVES_H])
-        ws = torch.tensor(cls.WEIGHTS)
-        sse = torch.zeros(len(ws), len(ks), n_channels, dtype=torch.float64)
-        for b in batches:
-            a = Anchors(b.hist_t, b.hist_x, b.hist_m, b.hist_len, b.tgt_t)
-            m = b.tgt_m * a.prev_ok
-            for i, w in enumerate(ws):
-                level = w * a.mean * a.seen
-                for j, k in enumerate(ks):
-                    pred = level + (a.prev - level) * torch.exp(-k * a.age)
-                    sse[i, j] += ((pred - b.tgt_x) ** 2 * m).sum((0, 1)).double()
-        flat = sse.flatten(0, 1).argmin(0)
-        w_best = ws[flat // len(ks)]
-        k_best = ks[flat % len(ks)]
-        return cls(w_best.float(), k_best.float())
+        return cls(*fit_channel_decay(batches, n_channels))
 
 
 BASELINES: dict[str, Callable[[Anchors], Tensor]] = {

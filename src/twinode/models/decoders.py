@@ -60,12 +60,18 @@ class AnchoredDecoder(nn.Module):
         D = n_measurements
         self.n = D
         self.log_min_std = math.log(min_std)
+        self.default_log_k = math.log(rate_per_h)
         self.log_k = nn.Parameter(torch.full([D], math.log(rate_per_h)))
-        self.log_k_prior = math.log(rate_per_h)
         self.log_sp = nn.Parameter(torch.zeros(D))
         self.log_sn = nn.Parameter(torch.full([D], math.log(0.3)))
-        # Bayesian shrinkage of the history mean toward the population mean (0): n / (n + n0).
+        # The level: weight ``w`` of the history mean, shrunk toward the population mean (0)
+        # by n / (n + n0) for a channel seen n times.
+        self.w = nn.Parameter(torch.ones(D))
         self.raw_n0 = nn.Parameter(torch.zeros(D))
+        # Where prior_penalty pulls each channel's own parameters (set_channel_prior moves it).
+        self.register_buffer("log_k_prior", torch.full([D], math.log(rate_per_h)))
+        self.register_buffer("w_prior", torch.ones(D))
+        self.register_buffer("raw_n0_prior", torch.zeros(D))
         # Subject-level adjustments from the anchor state and each channel's history summary
         # (mean, last value, log count, log staleness of the last value); zero at start.
         last_layer = nn.Linear(hidden, 3 * D)
@@ -78,12 +84,40 @@ class AnchoredDecoder(nn.Module):
         self.deviation = nn.Sequential(nn.Linear(latent_dim, hidden), nn.Tanh(), out)
 
     @torch.jit.ignore
+    def set_channel_prior(self, w: Tensor, k: Tensor, n0: float = 0.05) -> None:
+        """Start each channel at, and pull it toward, a fitted decay to its level (history-mean
+        weight ``w``, rate ``k`` per hour, ``[D]`` each; :mod:`twinode.models.channel_prior`),
+        with little count shrinkage (``n0``): the twin begins as that forecaster."""
+        raw_n0 = math.log(math.expm1(n0))
+        with torch.no_grad():
+            self.w.copy_(w)
+            self.w_prior.copy_(w)
+            self.log_k.copy_(torch.log(k))
+            self.log_k_prior.copy_(torch.log(k))
+            self.raw_n0.fill_(raw_n0)
+            self.raw_n0_prior.fill_(raw_n0)
+
+    @torch.jit.ignore
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        # Checkpoints from before the fitted prior hold no history-mean weight or prior: the
+        # values they were trained with are this module's defaults (w = 1, the configured rate).
+        D = self.n
+        defaults = {"w": torch.ones(D), "w_prior": torch.ones(D), "raw_n0_prior": torch.zeros(D),
+                    "log_k_prior": torch.full([D], self.default_log_k)}
+        for name, value in defaults.items():
+            state_dict.setdefault(prefix + name, value)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+    @torch.jit.ignore
     def prior_penalty(self) -> Tensor:
-        """Squared distance of each channel's own parameters from the prior (rate at its starting
-        value, no shrinkage offset, no learned adjustment). Added to the loss with a small
-        weight: a channel with many targets moves away as its data say, a rare one stays near
-        carrying its values forward instead of fitting a handful of stays."""
-        pen = (self.log_k - self.log_k_prior).pow(2).sum() + self.raw_n0.pow(2).sum()
+        """Squared distance of each channel's own parameters from the prior (rate, history-mean
+        weight and shrinkage at their starting values, no learned adjustment). Added to the loss
+        with a small weight: a channel with many targets moves away as its data say, a rare one
+        stays near the prior instead of fitting a handful of stays."""
+        pen = ((self.log_k - self.log_k_prior).pow(2).sum() + (self.w - self.w_prior).pow(2).sum()
+               + (self.raw_n0 - self.raw_n0_prior).pow(2).sum())
         for layer in (self.subject[-1], self.deviation[-1]):
             pen = pen + layer.weight.pow(2).sum() + layer.bias.pow(2).sum()
         return pen
@@ -97,7 +131,7 @@ class AnchoredDecoder(nn.Module):
         adj = self.subject(feats)
         d_level, d_logk, d_logsp = adj[:, : self.n], adj[:, self.n: 2 * self.n], adj[:, 2 * self.n:]
         n0 = torch.nn.functional.softplus(self.raw_n0) + 1e-3
-        level = h_mean * seen * h_cnt / (h_cnt + n0) + d_level
+        level = self.w * h_mean * seen * h_cnt / (h_cnt + n0) + d_level
         k = torch.exp((self.log_k + d_logk).clamp(-9.0, 3.0))
         sp = torch.exp((self.log_sp + d_logsp).clamp(-4.0, 3.0))
         return level, k, sp

@@ -20,7 +20,8 @@ from twinode.training.metrics import masked_abs_error, masked_sq_error
 class TwinLitModule(L.LightningModule):
     def __init__(self, twin: PatientTwin, lr: float = 3e-3, weight_decay: float = 1e-5, kl_target: float = 1.0,
                  kl_anneal_epochs: int = 10, recon_weight: float = 1.0, lr_min_factor: float = 0.1, risk_weight: float = 0.1,
-                 mse_weight: float = 0.0, prior_weight: float = 0.0, metadata: dict | None = None):
+                 mse_weight: float = 0.0, prior_weight: float = 0.0, channel_prior: str = "fixed",
+                 metadata: dict | None = None):
         super().__init__()
         self.twin = twin
         self.lr, self.weight_decay, self.lr_min_factor = lr, weight_decay, lr_min_factor
@@ -36,8 +37,24 @@ class TwinLitModule(L.LightningModule):
         # Anchored twin: pull each channel's own decoder parameters toward the prior
         # (AnchoredDecoder.prior_penalty), so channels with few targets do not overfit them.
         self.prior_weight = prior_weight
+        # "fitted": an anchored twin starts from each channel's decay to its level fitted on the
+        # train split (twinode.models.channel_prior); "fixed": one rate for every channel.
+        if channel_prior not in ("fixed", "fitted"):
+            raise ValueError(f"channel_prior must be 'fixed' or 'fitted', not {channel_prior!r}")
+        self.channel_prior = channel_prior
         self.val_auroc, self.val_auprc = BinaryAUROC(), BinaryAveragePrecision()
         self._risk_seen, self._risk_positives = False, 0.0  # this validation epoch's risk targets
+
+    def setup(self, stage: str) -> None:
+        # Runs before a checkpoint is restored, so a resumed run keeps the prior it started from.
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        if stage != "fit" or self.channel_prior != "fitted" or not self.twin.anchored or dm is None:
+            return
+        from twinode.models.channel_prior import fit_channel_decay
+
+        w, k = fit_channel_decay(dm.forecast_batches("train"), self.twin.n_measurements)
+        self.twin.decoder.set_channel_prior(w, k)
+        self.metadata["channel_prior"] = {"w": w.tolist(), "half_life_h": (0.6931471805599453 / k).tolist()}
 
     def _objective(self, b: Batch, sample: bool) -> dict[str, torch.Tensor]:
         s_emb = self.twin.embed_static(b.static, b.static_m)
@@ -153,10 +170,26 @@ class TwinLitModule(L.LightningModule):
             dm.train_windows.set_epoch(self.current_epoch)
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        max_epochs = self.trainer.max_epochs if self.trainer and self.trainer.max_epochs and self.trainer.max_epochs > 0 else 100
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max_epochs, eta_min=self.lr * self.lr_min_factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        """The config's ``model.optimizer`` and ``model.scheduler`` partials, which the training
+        pipeline sets as ``optimizer_factory`` / ``scheduler_factory`` (a ``scheduler_factory``
+        of None: a constant learning rate). Unset, as when the module is built by hand: AdamW(lr,
+        weight_decay) and cosine annealing to ``lr * lr_min_factor`` over the trainer's epochs."""
+        from twinode.training.optim import MONITOR, cosine_annealing
+
+        make_opt = getattr(self, "optimizer_factory", None)
+        opt = make_opt(self.parameters()) if make_opt is not None else \
+            torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        make_sched = getattr(self, "scheduler_factory", cosine_annealing)
+        if make_sched is None:
+            return opt
+        if make_sched is cosine_annealing:
+            sched = cosine_annealing(opt, self.trainer.max_epochs if self._trainer else None, self.lr_min_factor)
+        else:
+            sched = make_sched(opt)
+        scheduler = {"scheduler": sched, "interval": "epoch"}
+        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler["monitor"] = MONITOR
+        return {"optimizer": opt, "lr_scheduler": scheduler}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["twinode"] = self.metadata

@@ -80,8 +80,13 @@ def _log_forecast_figure(twin, dm, output_dir: Path, mlf) -> None:
     mlf.experiment.log_artifact(mlf.run_id, str(path))
 
 
-def _callbacks(cfg: DictConfig) -> list:
-    return [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+def _callbacks(cfg: DictConfig, has_logger: bool = True) -> list:
+    """The ``callbacks`` group's callbacks; LearningRateMonitor only when something logs
+    (Lightning refuses it without a logger, e.g. under ``logger=none``)."""
+    from lightning.pytorch.callbacks import LearningRateMonitor
+
+    made = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    return [c for c in made if has_logger or not isinstance(c, LearningRateMonitor)]
 
 
 def train(cfg: DictConfig) -> TrainResult:
@@ -114,9 +119,13 @@ def _train(cfg: DictConfig) -> TrainResult:
     metadata = {"config": resolved, "dims": dm.dims, "spec": dm.spec.to_dict(),
                 "normaliser": dm.normaliser.as_dict(), "data_fingerprint": dm.fingerprint}
     lit = instantiate(cfg.model.lit)(twin=twin, metadata=metadata)
+    if "optimizer" in cfg.model:  # model.optimizer / model.scheduler: partials for configure_optimizers
+        lit.optimizer_factory = instantiate(cfg.model.optimizer) if cfg.model.optimizer is not None else None
+    if "scheduler" in cfg.model:
+        lit.scheduler_factory = instantiate(cfg.model.scheduler) if cfg.model.scheduler is not None else None
 
     loggers = _loggers(cfg, start.mlflow_run_id)
-    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=_callbacks(cfg))
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=_callbacks(cfg, bool(loggers)))
     _refuse_multirun_spawn(trainer)
     rank0 = rank_zero_only.rank == 0
     mlf = next((lg for lg in loggers if isinstance(lg, MLFlowLogger)), None)
