@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.integration.published_twin import train_and_publish
 from twinode.cli.export import main as export_main
+from twinode.cli.exits import exit_code
 from twinode.cli.predict import main as predict_main
 from twinode.export.torchscript import load_verified_twin
 from twinode.tracking.registry import model_name_for, tracking_uri_set
@@ -70,8 +71,8 @@ def test_promote_then_consume_by_alias(published, tracking, capsys, tmp_path):
 
     # twinode-predict reads the same version by alias
     (tmp_path / "h.csv").write_text("subject_id,time,code,numeric_value\n1,0,HR,90\n1,1,MAP,70\n")
-    predict_main(["--model", f"models:/{published.name}@champion", "--tracking-uri", published.tracking_uri,
-                  "--history", str(tmp_path / "h.csv"), "--horizon", "4", "--out", str(tmp_path / "f.parquet"), "--samples", "20"])
+    assert exit_code(predict_main, ["--twin", f"models:/{published.name}@champion", "--tracking-uri", published.tracking_uri,
+                  "--history", str(tmp_path / "h.csv"), "--horizon", "4", "--out", str(tmp_path / "f.parquet"), "--samples", "20"]) == 0
     assert pl.read_parquet(tmp_path / "f.parquet").height == 5 * len(names)
 
 

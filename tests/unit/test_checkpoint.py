@@ -51,7 +51,7 @@ def test_unpickling_code_is_refused_everywhere(tmp_path, capsys):
     assert not marker.exists()
 
     with pytest.raises(SystemExit) as exit_info:  # twinode-export
-        export_main([f"ckpt_path={ckpt}", f"out={tmp_path / 'twin.pt'}"])
+        export_main(["--checkpoint", str(ckpt), "--out", str(tmp_path / "twin.pt")])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1
     assert "trust_checkpoint=true" in err and not marker.exists() and not (tmp_path / "twin.pt").exists()
@@ -83,7 +83,7 @@ def test_config_targets_outside_twinode_are_not_instantiated(tmp_path, capsys, w
     node[key] = {"_target_": "builtins.open", "file": str(victim), "mode": "w"}
     ckpt = _checkpoint(tmp_path, config)
     with pytest.raises(SystemExit) as exit_info:
-        export_main([f"ckpt_path={ckpt}", f"out={tmp_path / 'twin.pt'}"])
+        export_main(["--checkpoint", str(ckpt), "--out", str(tmp_path / "twin.pt")])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2
     assert f"'{where}._target_' names 'builtins.open'" in err and "trust_checkpoint=true" in err

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
-from twinode.errors import ConfigError, TwinodeError
+from twinode.cli import exits
 from twinode.data.spec_files import load_spec  # noqa: F401  (twinode-data validate --spec)
+
+EXAMPLE = """twinode-data validate data/physionet2012_meds --spec physionet2012
+twinode-data import physionet2012 --archive set-a.tar.gz --outcomes Outcomes-a.txt --out data/physionet2012_meds
+twinode-data simulate glucose --patients 200 --days 1 --seed 0 --out data/glucose"""
 
 
 def _print_report(report, as_json: bool) -> None:
@@ -68,17 +70,26 @@ def cmd_import(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="twinode-data", description="Check and import datasets for twinode.")
-    sub = p.add_subparsers(dest="command", required=True)
-    v = sub.add_parser("validate", help="schema and content checks, with a report")
+def build_parser():
+    p = exits.parser("twinode-data", __doc__, EXAMPLE)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=exits.Parser)
+    v = sub.add_parser("validate", help="schema and content checks, with a report", description="Schema and content "
+                       "checks of an event table or MEDS dataset, with a report.",
+                       epilog=exits.epilog("twinode-data validate data/physionet2012_meds --spec physionet2012 --json"),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     v.add_argument("path", help="MEDS dataset folder, or a long .csv/.parquet file")
     v.add_argument("--spec", help="configs/data/<NAME>.yaml (its source.spec) or a FeatureSpec YAML path")
     v.add_argument("--json", action="store_true", help="print the report as JSON")
     v.set_defaults(func=cmd_validate)
-    imp = sub.add_parser("import", help="convert a challenge distribution into a MEDS dataset")
-    which = imp.add_subparsers(dest="dataset", required=True)
-    pn = which.add_parser("physionet2012", help="PhysioNet/CinC Challenge 2012 (set-a.tar.gz + Outcomes-a.txt)")
+    imp = sub.add_parser("import", help="convert a challenge distribution into a MEDS dataset",
+                         epilog=exits.epilog("twinode-data import physionet2012 --archive set-a.tar.gz "
+                                             "--outcomes Outcomes-a.txt --out data/physionet2012_meds"),
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    which = imp.add_subparsers(dest="dataset", required=True, parser_class=exits.Parser)
+    pn = which.add_parser("physionet2012", help="PhysioNet/CinC Challenge 2012 (set-a.tar.gz + Outcomes-a.txt)",
+                          epilog=exits.epilog("twinode-data import physionet2012 --archive set-a.tar.gz "
+                                              "--outcomes Outcomes-a.txt --out data/physionet2012_meds"),
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
     pn.add_argument("--archive", required=True)
     pn.add_argument("--outcomes", required=True)
     pn.add_argument("--out", required=True, help="a new folder, or one an earlier import wrote (replaced only when "
@@ -88,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     from twinode.data.simulators.glucose_cli import add_parser as add_simulate
 
     add_simulate(sub)
+    example = exits.epilog("twinode-data simulate glucose --patients 200 --days 1 --seed 0 --out data/glucose\n"
+                           "twinode-data simulate glucose --scenarios scenarios.json --out trajectories.parquet")
+    sim = sub.choices["simulate"]
+    sim.epilog, sim.formatter_class = example, argparse.RawDescriptionHelpFormatter
+    for action in sim._actions:
+        for child in (action.choices or {}).values() if isinstance(action, argparse._SubParsersAction) else ():
+            child.epilog, child.formatter_class = example, argparse.RawDescriptionHelpFormatter
     return p
 
 
@@ -103,16 +121,15 @@ def _check_simulate_out(args) -> None:
         check_output(args.out, [], files=None)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        if args.command == "simulate":
-            _check_simulate_out(args)
-        return args.func(args)
-    except TwinodeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+def _body(args) -> int:
+    if args.command == "simulate":
+        _check_simulate_out(args)
+    return args.func(args)
+
+
+def main(argv: list[str] | None = None) -> None:
+    exits.run(build_parser(), _body, argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

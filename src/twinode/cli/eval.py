@@ -15,7 +15,6 @@ under the twin's training run when the store has it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from twinode.cli.exits import run_and_exit
+from twinode.cli import exits
 from twinode.evaluation.protocols import PROTOCOLS
 
 
@@ -87,19 +86,22 @@ def _body(args) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="twinode-eval", description=__doc__.split("\n")[0],
-                                epilog="example: twinode-eval --checkpoint outputs/train/runs/<time>/checkpoints/last.ckpt --out eval/",
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+EXAMPLE = """twinode-eval --checkpoint outputs/train/runs/<time>/checkpoints/last.ckpt --out eval/ --tracking-uri sqlite:///mlflow.db
+twinode-eval --twin twin.pt --override experiment=physionet2012 --override paths.data_dir=data --out eval/"""
+
+
+def parser():
+    p = exits.parser("twinode-eval", __doc__, EXAMPLE)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", type=Path, help="Lightning .ckpt written by twinode-train")
     src.add_argument("--twin", type=Path, help="exported twin.pt (give the data with --override)")
-    p.add_argument("--sha256", help="expected sha256 of --twin (default: its sidecar, when present)")
+    exits.deprecated_alias(src, "--model", "--twin", "twin", type=Path)
+    exits.add_sha256(p)
     p.add_argument("--override", action="append", default=[], help="train-config override for --twin, e.g. experiment=physionet2012")
     p.add_argument("--protocol", action="append", choices=tuple(PROTOCOLS), help="repeatable; default: all")
     p.add_argument("--data-dir", help="dataset directory, when it moved since training")
     p.add_argument("--out", type=Path, default=Path("."), help="directory for eval.md and eval.json")
-    p.add_argument("--tracking-uri", help="also log the metrics to this MLflow store (nested under the training run)")
+    p.add_argument("--tracking-uri", metavar="URI", help="also log the metrics to this MLflow store (nested under the training run)")
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="load a checkpoint that holds more than tensors (only from a source you trust)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -107,18 +109,13 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def main(argv: list[str] | None = None) -> None:
+    exits.run(parser(), _body, argv)
+
+
 def run(argv: list[str] | None = None) -> int:
-    from twinode.cli.exits import exit_on_error
-
-    args = parser().parse_args(argv)
-    try:
-        return exit_on_error(_body, args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-
-
-def main() -> None:
-    run_and_exit(_body, parser().parse_args())
+    """:func:`main` as a function that returns the exit code instead of exiting."""
+    return exits.exit_code(main, [] if argv is None else argv)
 
 
 if __name__ == "__main__":

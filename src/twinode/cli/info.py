@@ -1,6 +1,7 @@
 """twinode-info: what a twin takes and gives, from its own metadata.
 
-    twinode-info twin.pt|models:/NAME@ALIAS [--json] [--tracking-uri URI]
+    twinode-info --twin twin.pt|models:/NAME@ALIAS [--sha256 HEX] [--json] [--tracking-uri URI]
+    twinode-info twin.pt                      # the same, the twin as the only argument
 
 Prints the measurements (unit, transform, valid range, duplicate rule, codes), the
 interventions (kind, what an event's value means and the unit of the contract's ``amount``),
@@ -10,20 +11,35 @@ names and rules a history, a plan or a stream must follow (docs/export.md).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
 
-from twinode.cli.exits import run_and_exit
+from twinode.cli import exits
+
+EXAMPLE = """twinode-info --twin outputs/train/runs/<time>/twin.pt
+twinode-info --twin models:/twinode-synthetic_icu@champion --tracking-uri sqlite:///mlflow.db --json"""
+
+
+def build_parser():
+    p = exits.parser("twinode-info", __doc__, EXAMPLE)
+    exits.add_twin(p, required=False, help="twin.pt, or models:/NAME@ALIAS (or models:/NAME/VERSION)")
+    p.add_argument("twin_arg", nargs="?", default=None, metavar="TWIN", help="the same as --twin")
+    exits.add_sha256(p)
+    p.add_argument("--json", action="store_true", help="print the description as JSON")
+    exits.add_tracking_uri(p)
+    return p
 
 
 def _args(argv):
-    p = argparse.ArgumentParser(prog="twinode-info", description=__doc__.split("\n\n")[0])
-    p.add_argument("model", help="twin.pt, or models:/NAME@ALIAS (or models:/NAME/VERSION)")
-    p.add_argument("--json", action="store_true", help="print the description as JSON")
-    p.add_argument("--tracking-uri", default=None, help="for models:/ URIs; default $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db")
-    return p.parse_args(argv)
+    p = build_parser()
+    a = exits.parse(p, argv)
+    if a.twin is not None and a.twin_arg is not None and a.twin != a.twin_arg:
+        p.error(f"two twins given: --twin {a.twin} and {a.twin_arg}")
+    a.twin = a.twin or a.twin_arg
+    if a.twin is None:
+        p.error("the following arguments are required: --twin")
+    return a
 
 
 def describe(meta: dict) -> dict:
@@ -84,17 +100,18 @@ def _text(d: dict) -> str:
 
 
 def run(a) -> int:
-    from twinode.apps.twin_files import load_model
+    from twinode.apps.twin_files import load_checked_model
 
     with tempfile.TemporaryDirectory() as tmp:
-        _, meta = load_model(a.model, a.tracking_uri, tmp)
+        _, meta, integrity = load_checked_model(a.twin, a.tracking_uri, tmp, a.sha256)
+    print(integrity.statement(), file=sys.stderr)
     d = describe(meta)
     print(json.dumps(d, indent=1) if a.json else _text(d))
     return 0
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_and_exit(run, _args(sys.argv[1:] if argv is None else argv))
+    exits.run_and_exit(run, _args(argv))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """twinode-monitor: score a patient's measurements as they arrive against the twin's forecast.
 
-    twinode-monitor --model twin.pt --stream events.jsonl|events.csv|- [--threshold 3] [--out scored.jsonl]
-                    [--plot monitor.png] [--tracking-uri URI --run-id RUN]
-    twinode-monitor --model twin.pt --stream MEDS_DIR|events.parquet --subject ID [--time-origin T]   # replay a stay
+    twinode-monitor --twin twin.pt --stream events.jsonl|events.csv|- [--threshold 3] [--out scored.jsonl]
+                    [--plot monitor.png [--channel NAME ...]] [--tracking-uri URI --run-id RUN]
+    twinode-monitor --twin twin.pt --stream MEDS_DIR|events.parquet --subject ID [--time-origin T]   # replay a stay
 
 Each measurement gets the z-score of its value against the predictive distribution from
 the history before it; ``|z| > --threshold`` (for ``--consecutive`` readings) is an alert.
@@ -11,7 +11,6 @@ Output: one JSON line per scored measurement on stdout (or --out), a summary on 
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -21,14 +20,19 @@ from pathlib import Path
 
 import torch
 
-from twinode.cli.exits import run_and_exit
+from twinode.cli import exits
 from twinode.apps.history_options import add_window_args, skipped_text
 from twinode.errors import DataError
 
 
-def _args(argv):
-    p = argparse.ArgumentParser(prog="twinode-monitor", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True, help="twin.pt, or models:/NAME@ALIAS")
+EXAMPLE = """twinode-monitor --twin twin.pt --stream events.jsonl --out scored.jsonl --plot monitor.png --channel HR,MAP
+tail -f events.jsonl | twinode-monitor --twin twin.pt --stream -"""
+
+
+def build_parser():
+    p = exits.parser("twinode-monitor", __doc__, EXAMPLE)
+    exits.add_twin(p)
+    exits.add_sha256(p)
     p.add_argument("--stream", required=True, help="newline-delimited JSON or long CSV events in hours; '-' reads stdin as "
                    "it arrives; a MEDS folder, a parquet file or timestamped CSV is replayed in time order")
     add_window_args(p, "replay")
@@ -42,10 +46,37 @@ def _args(argv):
     p.add_argument("--skip-unknown-codes", action="store_true", default=None,
                    help="skip (and count) codes the twin does not know (the default for replayed timestamped/MEDS events)")
     p.add_argument("--out", default=None, help="write scored JSON lines here instead of stdout")
-    p.add_argument("--plot", default=None, help="PNG of values, forecast band and alerts")
-    p.add_argument("--tracking-uri", default=None)
-    p.add_argument("--run-id", default=None, help="log the plot into this MLflow run")
-    return p.parse_args(argv)
+    p.add_argument("--plot", default=None, help="PNG of values, forecast band and alerts, one panel per channel")
+    p.add_argument("--channel", action="append", default=None, metavar="NAME",
+                   help="--plot these measurements (repeat, or a comma list; default: every channel with scored readings)")
+    exits.add_tracking_uri(p, "for models:/ URIs and --run-id")
+    exits.add_run_id(p, "log the plot into this MLflow run")
+    return p
+
+
+def _args(argv):
+    p = build_parser()
+    a = exits.parse(p, argv)
+    if a.channel is not None:
+        a.channel = [c.strip() for part in a.channel for c in part.split(",") if c.strip()]
+        if not a.channel:
+            p.error("--channel needs a measurement name")
+        if a.plot is None:
+            p.error("--channel chooses what --plot draws; give --plot FILE.png too")
+    return a
+
+
+def plot_channels(meta: dict, scored: list, chosen: list[str] | None) -> list[str]:
+    """The measurements ``--plot`` draws: ``--channel``'s (checked against the twin), else every
+    measurement with scored readings, in the twin's order."""
+    names = [m["name"] for m in meta["measurements"]]
+    if chosen:
+        unknown = [c for c in chosen if c not in names]
+        if unknown:
+            raise DataError(f"--channel {', '.join(unknown)}: not a measurement of this twin; it has {names}")
+        return list(dict.fromkeys(chosen))
+    seen = {s.name for s in scored}
+    return [n for n in names if n in seen]
 
 
 def _is_table(a) -> bool:
@@ -68,11 +99,16 @@ def _is_table(a) -> bool:
 def run(a) -> int:
     from twinode.apps.monitor import AlertRule, Monitor
     from twinode.apps.stream import EventStream
-    from twinode.apps.twin_files import load_model
+    from twinode.apps.outputs import PLOT_SUFFIXES, check_outputs
+    from twinode.apps.twin_files import load_checked_model
 
     rule = AlertRule(a.threshold, a.direction, a.consecutive, a.warmup)
+    check_outputs({"--out": (a.out, None), "--plot": (a.plot, PLOT_SUFFIXES)},
+                  {"--stream": None if a.stream == "-" else a.stream, "--twin": a.twin})
     with tempfile.TemporaryDirectory() as tmp:
-        twin, meta = load_model(a.model, a.tracking_uri, tmp)
+        twin, meta, integrity = load_checked_model(a.twin, a.tracking_uri, tmp, a.sha256)
+    if a.channel:
+        plot_channels(meta, [], a.channel)  # an unknown name stops the command before any work
     read = None
     if a.stream == "-":
         lines, source = sys.stdin, "<stdin>"
@@ -107,6 +143,7 @@ def run(a) -> int:
     alerts = sum(s.alert for s in scored)
     cost = statistics.median(s.seconds for s in scored) * 1e3 if scored else float("nan")
     mode = "incremental" if monitor.state.incremental else "full re-encode"
+    print(integrity.statement(), file=sys.stderr)
     print(f"scored {len(scored)} readings, {alerts} alerts; median {cost:.2f} ms per reading ({mode})", file=sys.stderr)
     skipped = dict(Counter(read.skipped if read else {}) + Counter(stream.skipped))
     dropped = (read.dropped if read else Counter()) + stream.dropped
@@ -117,18 +154,17 @@ def run(a) -> int:
     if a.plot and scored:
         from twinode.apps.plots import log_figure, plot_monitor
 
-        m0 = meta["measurements"][0]
-        names = {s.name for s in scored}
-        name = m0["name"] if m0["name"] in names else sorted(names)[0]
-        unit = next(m.get("unit", "") for m in meta["measurements"] if m["name"] == name)
-        plot_monitor(a.plot, scored, name, unit, a.threshold)
+        names = plot_channels(meta, scored, a.channel)
+        units = {m["name"]: m.get("unit", "") for m in meta["measurements"]}
+        plot_monitor(a.plot, scored, names, units, a.threshold)
+        print(f"plot: {a.plot} ({', '.join(names)})", file=sys.stderr)
         if log_figure(a.plot, a.tracking_uri, a.run_id):
             print(f"logged {a.plot} to MLflow run {a.run_id}", file=sys.stderr)
     return 0
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_and_exit(run, _args(sys.argv[1:] if argv is None else argv))
+    exits.run_and_exit(run, _args(argv))
 
 
 if __name__ == "__main__":

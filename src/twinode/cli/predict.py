@@ -1,6 +1,6 @@
 """twinode-predict: forecast one patient under one or more treatment plans ("what if").
 
-    twinode-predict --model twin.pt|models:/NAME@ALIAS --history FILE|MEDS_DIR [--subject ID] [--time-origin T]
+    twinode-predict --twin twin.pt|models:/NAME@ALIAS --history FILE|MEDS_DIR [--subject ID] [--time-origin T]
                     --plan FILE [--plan FILE2 ...] --horizon H --out forecast.parquet [--plot forecast.png]
 
 The model is loaded with TorchScript only (no unpickling) and its weights are checked
@@ -11,34 +11,41 @@ The history is read by the rules the twin was trained with (docs/export.md, "Rea
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
-from twinode.cli.exits import exit_on_error
+from twinode.cli import exits
 from twinode.apps.twin_files import load_checked_model
 from twinode.apps.history_options import add_history_args, read_history_args, report_history
 from twinode.errors import DataError
 
 
-def _args(argv):
-    p = argparse.ArgumentParser(prog="twinode-predict", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True, help="twin.pt, or models:/NAME@ALIAS (or models:/NAME/VERSION)")
+EXAMPLE = """twinode-predict --twin outputs/train/runs/<time>/twin.pt --history patient.csv \\
+    --plan vaso.yaml --plan no_vaso.yaml --horizon 12 --out forecast.parquet --plot forecast.png"""
+
+
+def build_parser():
+    p = exits.parser("twinode-predict", __doc__, EXAMPLE)
+    exits.add_twin(p)
+    exits.add_sha256(p)
     add_history_args(p)
     p.add_argument("--plan", action="append", default=[], help="YAML/JSON list of future doses (name, time_h, amount, duration_h); repeat to compare")
     p.add_argument("--horizon", type=float, required=True, help="hours after the last observation")
     p.add_argument("--step", type=float, default=1.0, help="hours between forecast points (default 1)")
     p.add_argument("--out", required=True, help="output .parquet (or .csv)")
-    p.add_argument("--plot", default=None, help="optional .png with one line per plan")
+    p.add_argument("--plot", default=None, help="optional .png: one panel per measurement, a line per plan, past and planned doses marked")
     p.add_argument("--samples", type=int, default=200, help="sampled trajectories for the interval (default 200)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sha256", default=None, help="expected sha256 of the whole twin file (printed by twinode-export, registry "
-                   "tag twinode.twin_sha256); default: the sidecar twin.pt.sha256, or the registry tag for models:/")
-    p.add_argument("--tracking-uri", default=None, help="for models:/ URIs; default $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db")
-    a = p.parse_args(argv)
+    exits.add_tracking_uri(p)
+    return p
+
+
+def _args(argv):
+    p = build_parser()
+    a = exits.parse(p, argv)
     if not 0 < a.horizon <= 10000:
         p.error(f"--horizon must be in (0, 10000] hours, got {a.horizon}")
     if not 0 < a.step <= a.horizon:
@@ -81,30 +88,6 @@ def _table(frame, horizon: float, meta: dict) -> None:
     Console().print(table)
 
 
-def _plot(path: str, frame, history, meta: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import polars as pl
-
-    names = [m["name"] for m in meta["measurements"]]
-    fig, axes = plt.subplots(len(names), 1, figsize=(8, 2.4 * len(names)), sharex=True, squeeze=False)
-    for d, (ax, name) in enumerate(zip(axes[:, 0], names)):
-        seen = history.mask[:, d] > 0
-        ax.scatter(history.times[seen].numpy(), history.values[seen, d].numpy(), s=10, color="black", label="history")
-        for plan in frame["plan"].unique(maintain_order=True).to_list():
-            part = frame.filter((pl.col("plan") == plan) & (pl.col("name") == name))
-            line, = ax.plot(part["time_h"], part["mean"], label=plan)
-            ax.fill_between(part["time_h"], part["q05"], part["q95"], color=line.get_color(), alpha=0.15)
-        ax.set_ylabel(f"{name} ({meta['measurements'][d].get('unit', '')})")
-    axes[-1, 0].set_xlabel("hours")
-    axes[0, 0].legend(loc="best", fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def run(a) -> None:
     import polars as pl
 
@@ -114,9 +97,9 @@ def run(a) -> None:
     from twinode.limits import check_forecast
 
     check_outputs({"--out": (a.out, TABLE_SUFFIXES), "--plot": (a.plot, PLOT_SUFFIXES)},
-                  {"--history": a.history, "--plan": a.plan, "--model": a.model})
+                  {"--history": a.history, "--plan": a.plan, "--twin": a.twin})
     with tempfile.TemporaryDirectory() as tmp:
-        twin, meta, integrity = load_checked_model(a.model, a.tracking_uri, tmp, a.sha256)
+        twin, meta, integrity = load_checked_model(a.twin, a.tracking_uri, tmp, a.sha256)
     print(integrity.statement())
     check_forecast(int(round(a.horizon / a.step)) + 1, a.samples, len(meta["measurements"]), step=a.step)
     history = read_history_args(a, meta, "twinode-predict")
@@ -158,7 +141,9 @@ def run(a) -> None:
               + risk_caveat(meta.get("risk_validation")))
     report_history(history)
     if a.plot:
-        _plot(a.plot, frame, history, meta)
+        from twinode.apps.plots import plot_forecast
+
+        plot_forecast(a.plot, frame, history, meta, plans)
         print(f"plot: {a.plot}")
     print(f"forecast: {out} ({frame.height} rows, plans: {', '.join(labels)})")
 
@@ -178,7 +163,7 @@ def risk_caveat(validation: dict | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    exit_on_error(run, _args(sys.argv[1:] if argv is None else argv))
+    exits.run_and_exit(run, _args(argv))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,10 @@
-"""twinode-train: Hydra entry point for training a twin."""
+"""twinode-train: Hydra entry point for training a twin.
+
+    twinode-train [KEY=VALUE ...] [GROUP=OPTION ...]   (Hydra overrides; --help lists the config)
+
+Bad input (a TwinodeError) ends as one ``error: ...`` line and exit 2, as in every twinode
+command (twinode.cli.exits).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +17,11 @@ os.environ.setdefault("TWINODE_ROOT", str(Path.cwd().resolve()))
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from twinode.cli import exits  # noqa: E402
 from twinode.config_dir import config_dir  # noqa: E402
-from twinode.errors import TwinodeError  # noqa: E402
+
+EXAMPLE = """twinode-train trainer.max_epochs=10 solver=dopri5 model.twin.latent_dim=32
+twinode-train experiment=physionet2012 trainer=gpu"""
 
 
 def _report(result) -> None:
@@ -39,11 +48,7 @@ def _report(result) -> None:
 def _main(cfg: DictConfig) -> float | None:
     from twinode.training.pipeline import train
 
-    try:
-        result = train(cfg)
-    except TwinodeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+    result = exits.exit_on_error(train, cfg)
     from lightning.pytorch.utilities import rank_zero_only
 
     if rank_zero_only.rank == 0:  # DDP: one report, from the process that tracked and exported
@@ -51,7 +56,14 @@ def _main(cfg: DictConfig) -> float | None:
     return result.metrics.get(cfg.get("optimized_metric") or "val/forecast_mae")  # the objective for sweepers
 
 
+def _help_footer() -> str:
+    """A Hydra override that ends ``--help`` with an example, as every twinode command's help does."""
+    return "hydra.help.footer='--hydra-help lists the options of Hydra itself.\n" + exits.epilog(EXAMPLE).replace("'", "") + "'"
+
+
 def main() -> None:
+    if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+        sys.argv.append(_help_footer())
     _main()
 
 

@@ -27,6 +27,7 @@ OUT_OF_RANGE_POLICIES = ("drop", "reject")
 INTERVENTION_KINDS = ("bolus", "infusion")
 DOSE_VALUES = ("total", "rate")  # what an intervention event's numeric_value means
 RATE_PER = {"h": 1.0, "min": 60.0}  # a rate's time unit -> its factor to per hour
+PLANNING_FIELDS = ("target_range", "max_dose", "min_spacing_h")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,12 @@ class Feature:
     # the contract's total amount over the duration (see data/events.py).
     value: str = "total"
     rate_per: str = "h"
+    # Treatment planning (twinode-plan reads these from a twin's metadata; flags override them).
+    # Measurements: the range a plan steers the channel into (e.g. CGM [70, 180] mg/dL).
+    target_range: tuple[float, float] | None = None
+    # Interventions: the largest single dose (in amount_unit) and the fewest hours between doses.
+    max_dose: float | None = None
+    min_spacing_h: float | None = None
 
     def __post_init__(self):
         _check_choice(f"features.{self.name}.role", self.role, ROLES)
@@ -76,10 +83,16 @@ class Feature:
             raise ConfigError(f"features.{self.name}.effect_peak_h", self.effect_peak_h, hint="hours > 0, or null for the default")
         if self.end_code is not None and (self.role != "intervention" or self.kind != "infusion"):
             raise ConfigError(f"features.{self.name}.end_code", self.end_code, hint="end_code is for interventions of kind: infusion")
-        if self.valid_range is not None:
-            lo, hi = self.valid_range
-            if not lo < hi:
-                raise ConfigError(f"features.{self.name}.valid_range", self.valid_range, hint="expected [low, high] with low < high")
+        for key in ("valid_range", "target_range"):
+            rng = getattr(self, key)
+            if rng is not None and not rng[0] < rng[1]:
+                raise ConfigError(f"features.{self.name}.{key}", rng, hint="expected [low, high] with low < high")
+        if self.target_range is not None and self.role != "measurement":
+            raise ConfigError(f"features.{self.name}.target_range", self.target_range, hint="target_range is for measurements")
+        for key in ("max_dose", "min_spacing_h"):
+            v = getattr(self, key)
+            if v is not None and (self.role != "intervention" or not v > 0):
+                raise ConfigError(f"features.{self.name}.{key}", v, hint=f"{key} is a number > 0, for interventions")
 
     def matches(self, code: str) -> bool:
         if self.match == "exact":
@@ -187,8 +200,9 @@ class FeatureSpec:
             if "name" not in raw or "role" not in raw:
                 raise ConfigError(f"features[{i}]", raw, hint="each feature needs 'name' and 'role'")
             raw.setdefault("code", raw["name"])
-            if raw.get("valid_range") is not None:
-                raw["valid_range"] = tuple(float(v) for v in raw["valid_range"])
+            for key in ("valid_range", "target_range"):
+                if raw.get(key) is not None:
+                    raw[key] = tuple(float(v) for v in raw[key])
             allowed = set(Feature.__dataclass_fields__)
             unknown = set(raw) - allowed
             if unknown:
@@ -212,8 +226,12 @@ class FeatureSpec:
         out = {"name": self.name, "window_hours": self.window_hours, "features": []}
         for f in self.features:
             d = {k: getattr(f, k) for k in Feature.__dataclass_fields__}
-            if d["valid_range"] is not None:
-                d["valid_range"] = list(d["valid_range"])
+            for k in PLANNING_FIELDS:  # absent unless set, so specs without them keep their fingerprint
+                if d[k] is None:
+                    del d[k]
+            for k in ("valid_range", "target_range"):
+                if d.get(k) is not None:
+                    d[k] = list(d[k])
             out["features"].append(d)
         if self.window_start is not None:
             out["window_start"] = {"code": self.window_start.code, "match": self.window_start.match}

@@ -1,7 +1,9 @@
-"""A tiny untrained glucose twin (the glucose spec's channels), exported to twin.pt once."""
+"""A tiny untrained glucose twin (the glucose spec's channels, CGM with the target range
+70-180 mg/dL in its metadata), exported to twin.pt once."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 
@@ -19,11 +21,17 @@ NORMALISER = dict(meas_mean=[150.0], meas_std=[50.0], static_mean=[60.0, 1.5, 30
 
 @pytest.fixture(scope="session")
 def glucose_twin_file(tmp_path_factory):
+    return export_glucose_twin(tmp_path_factory.mktemp("apps") / "twin.pt", CGM={"target_range": (70.0, 180.0)})
+
+
+def export_glucose_twin(path, **planning: dict):
+    """The tiny glucose twin with planning fields set per feature name, e.g. ``CGM={"target_range": (70, 180)}``."""
     torch.manual_seed(0)
     twin = PatientTwin(1, 3, 3, solver=functools.partial(FixedGridSolver, step=0.5), latent_dim=8, hidden=16,
                        encoder_hidden=16, risk_head=False)
-    path = tmp_path_factory.mktemp("apps") / "twin.pt"
-    export_twin(twin, NORMALISER, load_spec("glucose"), path, solver={"method": "rk4", "step": 0.5})
+    spec = load_spec("glucose")
+    spec = dataclasses.replace(spec, features=tuple(dataclasses.replace(f, **planning.get(f.name, {})) for f in spec.features))
+    export_twin(twin, NORMALISER, spec, path, solver={"method": "rk4", "step": 0.5})
     return path
 
 

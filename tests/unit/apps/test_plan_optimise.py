@@ -102,8 +102,8 @@ def test_plan_cli_optimises_a_trained_twin_by_gradient(trained_twin_file, tmp_pa
     base.write_text("- label: lunch\n  doses: [{name: Carbs, time_h: 4.0, amount: 70}]\n")
     out = tmp_path / "r.json"
     with pytest.raises(SystemExit) as e:
-        plan_cli.main(["--model", str(trained_twin_file), "--history", str(_history_csv(tmp_path)), "--optimise",
-                       "--dose", "InsulinBolus", "--max-dose", "6", "--min-spacing", "1.5", "--max-total", "8",
+        plan_cli.main(["--twin", str(trained_twin_file), "--history", str(_history_csv(tmp_path)), "--optimise",
+                       "--dose", "InsulinBolus", "--max-dose", "6", "--min-spacing", "1.5", "--max-total", "8", "--low", "70", "--high", "180",
                        "--base", str(base), "--horizon", "4", "--samples", "8", "--out", str(out)])
     err = capsys.readouterr().err
     assert e.value.code == 0, err

@@ -24,7 +24,7 @@ def test_a_bolus_duration_in_a_candidate_is_ignored_and_reported(glucose_twin_fi
     cands.write_text("- label: bolus\n  doses: [{name: InsulinBolus, time_h: 3.0, amount: 4, duration_h: 1.5}]\n")
     out = tmp_path / "r.json"
     with pytest.raises(SystemExit) as e:
-        plan_cli.main(["--model", str(glucose_twin_file), "--history", str(_history(tmp_path, False)), "--candidates", str(cands),
+        plan_cli.main(["--twin", str(glucose_twin_file), "--history", str(_history(tmp_path, False)), "--candidates", str(cands),
                        "--horizon", "2", "--samples", "4", "--out", str(out)])
     assert e.value.code == 0
     assert json.loads(out.read_text())["plans"][0]["doses"] == [{"name": "InsulinBolus", "time_h": 3.0, "amount": 4.0, "duration_h": 0.0}]
@@ -34,7 +34,7 @@ def test_a_bolus_duration_in_a_candidate_is_ignored_and_reported(glucose_twin_fi
 def test_plan_reads_a_timestamped_subject_like_the_hour_history(glucose_twin_file, tmp_path, capsys):
     cands = tmp_path / "c.yaml"
     cands.write_text("- {label: none, doses: []}\n")
-    args = ["--model", str(glucose_twin_file), "--candidates", str(cands), "--horizon", "2", "--samples", "4"]
+    args = ["--twin", str(glucose_twin_file), "--candidates", str(cands), "--horizon", "2", "--samples", "4"]
     with pytest.raises(SystemExit) as e:
         plan_cli.main(args + ["--history", str(_history(tmp_path, True)), "--out", str(tmp_path / "x.json")])
     assert e.value.code == 2 and "twinode-plan --subject" in capsys.readouterr().err and not (tmp_path / "x.json").exists()

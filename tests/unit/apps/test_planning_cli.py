@@ -73,7 +73,7 @@ def test_plan_cli_ranks_candidates_and_writes_json_and_png(glucose_twin_file, tm
     cands.write_text("- {label: none, doses: []}\n- label: bolus\n  doses: [{name: InsulinBolus, time_h: 3.0, amount: 4}]\n")
     out, png = tmp_path / "r.json", tmp_path / "r.png"
     with pytest.raises(SystemExit) as e:
-        plan_cli.main(["--model", str(glucose_twin_file), "--history", str(_history_csv(tmp_path)), "--candidates", str(cands),
+        plan_cli.main(["--twin", str(glucose_twin_file), "--history", str(_history_csv(tmp_path)), "--candidates", str(cands),
                        "--horizon", "2", "--samples", "8", "--out", str(out), "--plot", str(png)])
     assert e.value.code == 0
     res = json.loads(out.read_text())
@@ -92,14 +92,14 @@ def test_plan_cli_bad_candidates_exit_2(glucose_twin_file, tmp_path, capsys, tex
     cands = tmp_path / "c.yaml"
     cands.write_text(text)
     with pytest.raises(SystemExit) as e:
-        plan_cli.main(["--model", str(glucose_twin_file), "--history", str(_history_csv(tmp_path)), "--candidates", str(cands)])
+        plan_cli.main(["--twin", str(glucose_twin_file), "--history", str(_history_csv(tmp_path)), "--candidates", str(cands)])
     assert e.value.code == 2
     assert message in capsys.readouterr().err
 
 
 def test_plan_cli_optimise_needs_bounds(glucose_twin_file, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
-        plan_cli.main(["--model", str(glucose_twin_file), "--history", str(_history_csv(tmp_path)), "--optimise"])
+        plan_cli.main(["--twin", str(glucose_twin_file), "--history", str(_history_csv(tmp_path)), "--optimise"])
     assert e.value.code == 2 and "--max-dose" in capsys.readouterr().err
 
 
@@ -108,7 +108,7 @@ def test_monitor_cli_scores_a_stream_and_fails_on_a_bad_line(glucose_twin_file, 
     good.write_text("".join(json.dumps(r) + "\n" for r in rows_of(12)))
     out, png = tmp_path / "o.jsonl", tmp_path / "m.png"
     with pytest.raises(SystemExit) as e:
-        monitor_cli.main(["--model", str(glucose_twin_file), "--stream", str(good), "--samples", "4", "--out", str(out), "--plot", str(png)])
+        monitor_cli.main(["--twin", str(glucose_twin_file), "--stream", str(good), "--samples", "4", "--out", str(out), "--plot", str(png)])
     assert e.value.code == 0
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(rows) == 12 - 3 and all({"z", "alert", "mean", "std", "line"} <= set(r) for r in rows)
@@ -116,9 +116,9 @@ def test_monitor_cli_scores_a_stream_and_fails_on_a_bad_line(glucose_twin_file, 
     bad = tmp_path / "b.jsonl"
     bad.write_text(good.read_text() + '{"time": 5, "code": "CGM", "value": "high"}\n')
     with pytest.raises(SystemExit) as e:
-        monitor_cli.main(["--model", str(glucose_twin_file), "--stream", str(bad)])
+        monitor_cli.main(["--twin", str(glucose_twin_file), "--stream", str(bad)])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "row=" + str(len(rows_of(12)) + 1) in err and "value must be a number" in err
     with pytest.raises(SystemExit) as e:
-        monitor_cli.main(["--model", str(tmp_path / "missing.pt"), "--stream", str(good)])
+        monitor_cli.main(["--twin", str(tmp_path / "missing.pt"), "--stream", str(good)])
     assert e.value.code != 0

@@ -55,11 +55,11 @@ def test_monitor_replays_a_meds_subject_and_names_its_options(glucose_twin_file,
     root = _meds(tmp_path)
     out = tmp_path / "o.jsonl"
     with pytest.raises(SystemExit) as e:
-        monitor_cli.main(["--model", str(glucose_twin_file), "--stream", str(root), "--out", str(out)])
+        monitor_cli.main(["--twin", str(glucose_twin_file), "--stream", str(root), "--out", str(out)])
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.startswith("error: ") and "twinode-monitor --subject" in err and not out.exists()
     with pytest.raises(SystemExit) as e:
-        monitor_cli.main(["--model", str(glucose_twin_file), "--stream", str(root), "--subject", "1", "--samples", "0",
+        monitor_cli.main(["--twin", str(glucose_twin_file), "--stream", str(root), "--subject", "1", "--samples", "0",
                           "--out", str(out)])
     assert e.value.code == 0
     scored = [json.loads(x) for x in out.read_text().splitlines()]

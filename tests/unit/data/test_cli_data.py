@@ -9,10 +9,16 @@ import sys
 import polars as pl
 import yaml
 
-from twinode.cli.data import main
+from twinode.cli.data import main as data_main
+from twinode.cli.exits import exit_code
 from twinode.data.spec_files import load_spec
 
 from conftest import REPO, TINY_SPEC
+
+
+def main(argv: list[str]) -> int:
+    """twinode-data in process: its exit code."""
+    return exit_code(data_main, argv)
 
 
 def _spec_file(tmp_path):

@@ -8,10 +8,16 @@ import errno
 import polars as pl
 import pytest
 
-from twinode.cli.data import main
+from twinode.cli.data import main as data_main
+from twinode.cli.exits import exit_code
 from twinode.data.importers import physionet2012
 from twinode.data.importers.output import written_by_twinode
 from twinode.errors import DataError
+
+
+def main(argv: list[str]) -> int:
+    """twinode-data in process: its exit code."""
+    return exit_code(data_main, argv)
 
 
 def _import(archive, outcomes, out, *extra):

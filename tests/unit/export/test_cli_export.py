@@ -20,8 +20,9 @@ def trained(tmp_path_factory):
 
 def test_export_from_checkpoint_reproduces_the_trained_twin(trained, tmp_path, capsys):
     out = tmp_path / "again.pt"
-    main([f"ckpt_path={trained.best_checkpoint}", f"out={out}", "run_id=abc"])
-    assert "exported twin" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--checkpoint", str(trained.best_checkpoint), "--out", str(out), "--run-id", "abc"])
+    assert exit_info.value.code == 0 and "exported twin" in capsys.readouterr().out
     twin, meta = load_verified_twin(out)
     ref, ref_meta = load_verified_twin(trained.twin_path)
     assert meta["weights_sha256"] == ref_meta["weights_sha256"]  # same weights, same normalisation
@@ -48,7 +49,7 @@ def test_damaged_checkpoints_exit_non_zero_with_a_clear_error(trained, tmp_path,
         torch.save(ckpt, bad)
         expected = "lacks twinode metadata"
     with pytest.raises(SystemExit) as exit_info:
-        main([f"ckpt_path={bad}", f"out={tmp_path / 'x.pt'}"])
+        main(["--checkpoint", str(bad), "--out", str(tmp_path / "x.pt")])
     assert exit_info.value.code == 2
     assert expected in capsys.readouterr().err
     assert not (tmp_path / "x.pt").exists()
@@ -58,6 +59,24 @@ def test_unknown_argument_is_a_config_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["ckpt=foo.ckpt", "out=x.pt"])
     assert exit_info.value.code == 2 and "config key 'ckpt'" in capsys.readouterr().err
+
+
+def test_missing_flags_are_one_error_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--out", "x.pt"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and err.startswith("error: twinode-export:")
+    assert "--checkpoint" in err
+
+
+def test_the_key_value_spelling_still_exports_with_a_warning(trained, tmp_path, capsys):
+    out = tmp_path / "old.pt"
+    with pytest.raises(SystemExit) as exit_info:
+        main([f"ckpt_path={trained.best_checkpoint}", f"out={out}", "run_id=r1", "trust_checkpoint=false"])
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 0 and out.is_file()
+    assert "key=value arguments are deprecated; use --checkpoint --out --run-id --trust-checkpoint" in captured.err
+    assert load_verified_twin(out)[1]["training_run_id"] == "r1"
 
 
 def test_safe_reader_rebuilds_the_trained_twin(trained):
@@ -74,7 +93,8 @@ def test_export_prints_the_file_sha256_and_writes_the_sidecar(trained, tmp_path,
     from twinode.export.integrity import file_sha256, read_sidecar
 
     out = tmp_path / "twin.pt"
-    main([f"ckpt_path={trained.best_checkpoint}", f"out={out}"])
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", str(trained.best_checkpoint), "--out", str(out)])
     digest = file_sha256(out)
     assert f"sha256: {digest}" in capsys.readouterr().out
     assert read_sidecar(out) == digest
@@ -85,6 +105,6 @@ def test_export_never_overwrites_its_checkpoint(trained, tmp_path, capsys):
     ckpt.write_bytes(open(trained.best_checkpoint, "rb").read())
     before = ckpt.read_bytes()
     with pytest.raises(SystemExit) as exit_info:
-        main([f"ckpt_path={ckpt}", f"out={ckpt}"])
+        main(["--checkpoint", str(ckpt), "--out", str(ckpt)])
     assert exit_info.value.code == 2 and "overwrite the checkpoint" in capsys.readouterr().err
     assert ckpt.read_bytes() == before

@@ -8,9 +8,18 @@ import polars as pl
 import pytest
 import torch
 
-from twinode.cli.predict import main
+from twinode.cli.exits import exit_code
+from twinode.cli.predict import main as predict_main
 from twinode.export.inputs import read_history
 from twinode.export.torchscript import load_verified_twin
+
+
+def main(argv: list[str]) -> None:
+    """twinode-predict in process: returns on exit code 0, raises SystemExit otherwise."""
+    code = exit_code(predict_main, argv)
+    if code:
+        raise SystemExit(code)
+
 
 HISTORY = """subject_id,time,code,numeric_value
 7,0,AGE,65
@@ -35,7 +44,7 @@ def files(tmp_path):
 
 def test_two_plans_side_by_side(twin_file, files, capsys):
     out, plot = files / "forecast.parquet", files / "forecast.png"
-    main(["--model", str(twin_file), "--history", str(files / "history.csv"), "--plan", str(files / "vaso.yaml"),
+    main(["--twin", str(twin_file), "--history", str(files / "history.csv"), "--plan", str(files / "vaso.yaml"),
           "--plan", str(files / "nothing.json"), "--horizon", "12", "--out", str(out), "--plot", str(plot), "--samples", "50"])
     text = capsys.readouterr().out
     assert "vaso" in text and "nothing" in text and "MAP (mmHg)" in text and "risk of DEATH" in text
@@ -73,7 +82,7 @@ def test_tampered_model_is_refused(twin_file, files, capsys):
     shutil.copy(twin_file, bad)
     data = bytearray(bad.read_bytes())
     bad.write_bytes(bytes(data[: len(data) - 200]))
-    err = _fails(["--model", str(bad), "--history", str(files / "history.csv"), "--horizon", "6", "--out", str(files / "o.parquet")], capsys)
+    err = _fails(["--twin", str(bad), "--history", str(files / "history.csv"), "--horizon", "6", "--out", str(files / "o.parquet")], capsys)
     assert "error:" in err and "not a loadable TorchScript twin" in err
     assert not (files / "o.parquet").exists()
 
@@ -85,7 +94,7 @@ def test_tampered_model_is_refused(twin_file, files, capsys):
 ])
 def test_bad_history(twin_file, files, capsys, case, content, expected):
     (files / "history.csv").write_text(content)
-    err = _fails(["--model", str(twin_file), "--history", str(files / "history.csv"), "--horizon", "6",
+    err = _fails(["--twin", str(twin_file), "--history", str(files / "history.csv"), "--horizon", "6",
                   "--out", str(files / "o.parquet")], capsys)
     assert expected in err
 
@@ -99,13 +108,13 @@ def test_bad_history(twin_file, files, capsys, case, content, expected):
 ])
 def test_bad_plan(twin_file, files, capsys, plan, expected):
     (files / "plan.yaml").write_text(plan)
-    err = _fails(["--model", str(twin_file), "--history", str(files / "history.csv"), "--plan", str(files / "plan.yaml"),
+    err = _fails(["--twin", str(twin_file), "--history", str(files / "history.csv"), "--plan", str(files / "plan.yaml"),
                   "--horizon", "6", "--out", str(files / "o.parquet")], capsys)
     assert expected in err
 
 
 def test_absurd_horizon_is_refused(twin_file, files, capsys):
-    err = _fails(["--model", str(twin_file), "--history", str(files / "history.csv"), "--horizon", "36000",
+    err = _fails(["--twin", str(twin_file), "--history", str(files / "history.csv"), "--horizon", "36000",
                   "--out", str(files / "o.parquet")], capsys)
     assert "--horizon must be in (0, 10000]" in err
 
@@ -118,7 +127,7 @@ def test_bad_history_values_exit_2_and_write_nothing(twin_file, files, capsys, e
     (files / "history.csv").write_text(HISTORY + extra)
     out = files / "o.parquet"
     with pytest.raises(SystemExit) as e:
-        main(["--model", str(twin_file), "--history", str(files / "history.csv"), "--horizon", "6", "--out", str(out)])
+        main(["--twin", str(twin_file), "--history", str(files / "history.csv"), "--horizon", "6", "--out", str(out)])
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and expected in err and "Traceback" not in err
@@ -128,7 +137,7 @@ def test_bad_history_values_exit_2_and_write_nothing(twin_file, files, capsys, e
 def test_out_of_range_history_values_are_dropped_and_reported(twin_file, files, capsys):
     (files / "history.csv").write_text(HISTORY + "7,3.5,HR,1e30\n")
     out = files / "o.parquet"
-    main(["--model", str(twin_file), "--history", str(files / "history.csv"), "--horizon", "6", "--out", str(out), "--samples", "4"])
+    main(["--twin", str(twin_file), "--history", str(files / "history.csv"), "--horizon", "6", "--out", str(out), "--samples", "4"])
     assert "out_of_range:HR" in capsys.readouterr().err
     assert pl.read_parquet(out)["mean"].abs().max() < 1e6
 
@@ -148,9 +157,9 @@ MEDS_HISTORY = """subject_id,time,code,numeric_value
 def test_timestamped_events_need_a_subject_and_then_match_the_hour_history(twin_file, files, capsys):
     (files / "meds.csv").write_text(MEDS_HISTORY)
     out = files / "o.parquet"
-    err = _fails(["--model", str(twin_file), "--history", str(files / "meds.csv"), "--horizon", "6", "--out", str(out)], capsys)
+    err = _fails(["--twin", str(twin_file), "--history", str(files / "meds.csv"), "--horizon", "6", "--out", str(out)], capsys)
     assert "history must hold one subject" in err and "twinode-predict --subject" in err and not out.exists()
-    main(["--model", str(twin_file), "--history", str(files / "meds.csv"), "--subject", "7", "--time-origin", "2100-01-01T08:00",
+    main(["--twin", str(twin_file), "--history", str(files / "meds.csv"), "--subject", "7", "--time-origin", "2100-01-01T08:00",
           "--horizon", "6", "--out", str(out), "--samples", "4"])
     assert "NOTE//FREE_TEXT" in capsys.readouterr().err  # unknown codes in timestamped data: skipped and counted
     twin, meta = load_verified_twin(twin_file)

@@ -13,8 +13,17 @@ import pytest
 
 from tests.unit.export.test_integrity import _forge
 from tests.unit.test_limits import BOMB
-from twinode.cli.predict import main
+from twinode.cli.exits import exit_code
+from twinode.cli.predict import main as predict_main
 from twinode.export.integrity import file_sha256, sidecar_path
+
+
+def main(argv: list[str]) -> None:
+    """twinode-predict in process: returns on exit code 0, raises SystemExit otherwise."""
+    code = exit_code(predict_main, argv)
+    if code:
+        raise SystemExit(code)
+
 
 HISTORY = "subject_id,time,code,numeric_value\n7,0,HR,90\n7,0,MAP,62\n7,3,HR,95\n7,3,MAP,68\n"
 
@@ -28,7 +37,7 @@ def files(tmp_path, twin_file):
 
 
 def _run(files, *extra, out="f.parquet"):
-    return main(["--model", str(files / "twin.pt"), "--history", str(files / "history.csv"), "--horizon", "6",
+    return main(["--twin", str(files / "twin.pt"), "--history", str(files / "history.csv"), "--horizon", "6",
                  "--samples", "20", "--out", str(files / out), *extra])
 
 
@@ -46,7 +55,7 @@ def test_alias_bomb_plan_is_refused_in_bounded_time_and_memory(files):
     code = ("import resource, sys\n"
             "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
             "from twinode.cli.predict import main\n"
-            f"main(['--model', {str(files / 'twin.pt')!r}, '--history', {str(files / 'history.csv')!r}, "
+            f"main(['--twin', {str(files / 'twin.pt')!r}, '--history', {str(files / 'history.csv')!r}, "
             f"'--horizon', '6', '--out', {str(files / 'f.parquet')!r}, '--plan', {str(files / 'bomb.yaml')!r}])\n")
     t0 = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

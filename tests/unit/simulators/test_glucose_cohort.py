@@ -10,7 +10,8 @@ import torch
 from hydra.utils import instantiate
 
 from tests.conftest import compose_train
-from twinode.cli.data import main
+from twinode.cli.data import main as data_main
+from twinode.cli.exits import exit_code
 from twinode.data.spec_files import load_spec
 from twinode.data.simulators.glucose_behaviour import Behaviour, draw_plan
 from twinode.data.simulators.glucose_cohort import ARMS, BASAL, BASAL_END, BOLUS, CGM, MEAL, WEIGHT
@@ -18,6 +19,11 @@ from twinode.data.simulators.glucose_eval import ArmForecasts, clarke_zones, for
 from twinode.data.simulators.glucose_source import GlucoseSimSource
 from twinode.data.sources import MedsSource
 from twinode.data.validate import validate
+
+
+def main(argv: list[str]) -> int:
+    """twinode-data in process: its exit code."""
+    return exit_code(data_main, argv)
 
 N, DAYS, SEED = 10, 1, 3
 

@@ -6,9 +6,15 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from twinode.cli.data import main
+from twinode.cli.data import main as data_main
+from twinode.cli.exits import exit_code
 from twinode.data.simulators.glucose_scenarios import load_scenarios, scenario_inputs
 from twinode.errors import DataError
+
+
+def main(argv: list[str]) -> int:
+    """twinode-data in process: its exit code."""
+    return exit_code(data_main, argv)
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "glucose"
 GOOD = {"id": "a", "patient": "adult#001", "minutes": 60, "basal_u_per_h": 1.0, "meals": [[10, 30]], "boluses": [[10, 3.0]]}
