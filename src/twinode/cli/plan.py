@@ -80,12 +80,8 @@ def run(a) -> int:
                   {"--history": a.history, "--candidates": a.candidates, "--base": a.base, "--twin": a.twin})
     with tempfile.TemporaryDirectory() as tmp:
         twin, meta, integrity = load_checked_model(a.twin, a.tracking_uri, tmp, a.sha256)
-    print(integrity.statement(), file=sys.stderr)
     tgt = resolve_target(meta, a.target, a.low, a.high)
     dosing = resolve_dose_bounds(meta, a.dose, a.max_dose, a.min_spacing) if a.optimise else None
-    print(tgt.describe(), file=sys.stderr)
-    if dosing is not None:
-        print(dosing.describe(), file=sys.stderr)
     target = tgt.name
     h = read_history_args(a, meta, "twinode-plan")
     report_history(h)
@@ -105,6 +101,10 @@ def run(a) -> int:
         print(f"optimised by {how}", file=sys.stderr)
     else:
         ranked = rank_plans(twin, hist, past, candidates(a.candidates), obj, a.samples, a.seed)
+    print(integrity.statement(), file=sys.stderr)
+    print(tgt.describe(), file=sys.stderr)
+    if dosing is not None:
+        print(dosing.describe(), file=sys.stderr)
     if notes:
         print(f"plans adjusted by the reading rules: {dict(notes)}", file=sys.stderr)
     inter = [f["name"] for f in meta["interventions"]]
