@@ -4,7 +4,8 @@ An event is "channel ``name`` below (or above) ``threshold`` at some time in (no
 horizon]", e.g. hypoglycaemia: CGM < 70 mg/dL within 60 min. The twin's probability is the
 share of its sampled trajectories (``twin.sample``: latent draws and decoder noise) that
 cross the threshold on a grid over the horizon. The baseline extrapolates the current value
-along its recent linear trend, turned into a probability by a logistic fit on other data.
+along its recent linear trend, turned into a probability by a logistic fit on other data
+(Platt scaling with scikit-learn); calibration and Brier score come from scikit-learn too.
 """
 
 from __future__ import annotations
@@ -65,43 +66,46 @@ def trend_projection(times: np.ndarray, values: np.ndarray, now_h: float, spec: 
 
 
 def fit_logistic(score: np.ndarray, label: np.ndarray, steps: int = 200) -> tuple[float, float]:
-    """p = sigmoid(a * (score - mean) / sd + b) by maximum likelihood (LBFGS): Platt scaling."""
-    x = torch.tensor((score - score.mean()) / (score.std() + 1e-9), dtype=torch.float64)
-    y = torch.tensor(label, dtype=torch.float64)
-    ab = torch.zeros(2, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([ab], max_iter=steps, line_search_fn="strong_wolfe")
+    """Platt scaling: ``p = sigmoid(a * score + b)`` by unpenalised maximum likelihood
+    (scikit-learn's LogisticRegression on the standardised score, mapped back to the raw score).
+    With one class only, ``a = 0`` and ``b`` the clipped log-odds of its rate."""
+    from sklearn.linear_model import LogisticRegression
 
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(ab[0] * x + ab[1], y)
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    a, b = ab.detach().tolist()
+    score, label = np.asarray(score, np.float64), np.asarray(label, np.float64)
+    if label.min() == label.max():
+        rate = float(np.clip(label.mean(), 1e-6, 1 - 1e-6))
+        return 0.0, float(np.log(rate / (1 - rate)))
     mu, sd = float(score.mean()), float(score.std() + 1e-9)
+    model = LogisticRegression(C=np.inf, max_iter=steps).fit(((score - mu) / sd)[:, None], label)
+    a, b = float(model.coef_[0, 0]), float(model.intercept_[0])
     return a / sd, b - a * mu / sd  # on the raw score
 
 
 def apply_logistic(score: np.ndarray, ab: tuple[float, float]) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-(ab[0] * score + ab[1])))
+    from scipy.special import expit
+
+    return expit(ab[0] * np.asarray(score, np.float64) + ab[1])
 
 
 def brier(p: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean((p - y) ** 2))
+    """Mean squared difference between probability and outcome (sklearn.metrics.brier_score_loss)."""
+    from sklearn.metrics import brier_score_loss
+
+    return float(brier_score_loss(np.asarray(y), np.asarray(p, np.float64), pos_label=1))
 
 
 def reliability(p: np.ndarray, y: np.ndarray, bins: int = 10) -> list[dict]:
-    """Per equal-width probability bin: count, mean predicted probability, observed rate."""
+    """Per equal-width probability bin with data: count, mean predicted probability, observed
+    rate (sklearn.calibration.calibration_curve, ``strategy="uniform"``; the counts use its bins)."""
+    from sklearn.calibration import calibration_curve
+
+    p, y = np.asarray(p, np.float64), np.asarray(y, np.float64)
+    observed, predicted = calibration_curve(y, p, n_bins=bins, strategy="uniform", pos_label=1)
     edges = np.linspace(0.0, 1.0, bins + 1)
-    idx = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
-    out = []
-    for b in range(bins):
-        sel = idx == b
-        if sel.any():
-            out.append({"bin": f"{edges[b]:.1f}-{edges[b + 1]:.1f}", "n": int(sel.sum()),
-                        "predicted": float(p[sel].mean()), "observed": float(y[sel].mean())})
-    return out
+    counts = np.bincount(np.searchsorted(edges[1:-1], p), minlength=bins)
+    used = np.flatnonzero(counts)
+    return [{"bin": f"{edges[b]:.1f}-{edges[b + 1]:.1f}", "n": int(counts[b]), "predicted": float(pp), "observed": float(oo)}
+            for b, pp, oo in zip(used, predicted, observed)]
 
 
 def discrimination(score: np.ndarray, y: np.ndarray) -> dict:

@@ -2,8 +2,8 @@
 mortality baseline. The forecast baselines of every reported result are in
 :mod:`twinode.evaluation.baselines`.
 
-Mortality: :class:`LogisticRisk`, L2-regularised logistic regression on per-channel summary
-features of the history (last, mean, min, max, observation count) plus statics.
+Mortality: :class:`LogisticRisk`, L2-regularised logistic regression (scikit-learn) on
+per-channel summary features of the history (last, mean, min, max, observation count) plus statics.
 """
 
 from __future__ import annotations
@@ -38,31 +38,30 @@ def summary_features(hist_x: Tensor, hist_m: Tensor, static: Tensor, static_m: T
 
 
 class LogisticRisk:
-    """Logistic regression fitted by L-BFGS on standardised features (float64, deterministic)."""
+    """Logistic regression on standardised features: scikit-learn's ``StandardScaler`` and
+    ``LogisticRegression`` (L-BFGS, float64, deterministic). ``l2`` weighs the squared weights
+    against the *mean* log-loss, ``mean_loss + l2 * |w|^2``, i.e. scikit-learn's ``C = 1 / (2 n l2)``."""
 
     def __init__(self, l2: float = 1e-2, max_iter: int = 200):
         self.l2, self.max_iter = l2, max_iter
 
     def fit(self, features: Tensor, labels: Tensor) -> "LogisticRisk":
-        x = features.double()
-        self.mu, self.sd = x.mean(0), x.std(0).clamp(min=1e-6)
-        x = (x - self.mu) / self.sd
-        y = labels.double()
-        self.w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
-        self.b = torch.zeros((), dtype=torch.float64, requires_grad=True)
-        opt = torch.optim.LBFGS([self.w, self.b], max_iter=self.max_iter, line_search_fn="strong_wolfe")
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
 
-        def closure():
-            opt.zero_grad()
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(x @ self.w + self.b, y)
-            loss = loss + self.l2 * self.w.pow(2).sum()
-            loss.backward()
-            return loss
-
-        opt.step(closure)
+        x = features.detach().double().cpu().numpy()
+        y = labels.detach().double().cpu().numpy()
+        self.constant = None
+        if y.min() == y.max():  # one class: every prediction is its rate
+            self.constant = float(y.mean())
+            return self
+        c = 1.0 / (2.0 * len(y) * self.l2) if self.l2 > 0 else float("inf")
+        self.model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=self.max_iter)).fit(x, y)
         return self
 
     def predict_proba(self, features: Tensor) -> Tensor:
-        x = (features.double() - self.mu) / self.sd
-        with torch.no_grad():
-            return torch.sigmoid(x @ self.w + self.b).float()
+        if self.constant is not None:
+            return torch.full((features.shape[0],), self.constant, dtype=torch.float32)
+        p = self.model.predict_proba(features.detach().double().cpu().numpy())[:, 1]
+        return torch.from_numpy(p).float()
