@@ -19,6 +19,7 @@ help:
 	@echo "make bench      run every scripts/bench_*.py with --quick (JSON in $(BENCH_OUT)/)"
 	@echo "make bench-full run every benchmark script in full (bench_data rewrites docs/benchmarks.md's Data table)"
 	@echo "make gpu-check  the benchmarks on CUDA within 5 minutes (scripts/gpu_check.sh; results in gpu_results/)"
+	@echo "make lint       ruff and mypy on src/, and the CLI import rules"
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -73,8 +74,19 @@ bench: $(VENV)/.installed-dev
 bench-full: $(VENV)/.installed-dev
 	$(call run_benches,,_full)
 
+# ruff and mypy read their settings from pyproject.toml. The import rules: no CLI module imports
+# another (they share twinode.cli.exits and the library), and scripts/ use the library, not the CLIs.
+CLI_IMPORT := (from|import) +twinode\.cli|from +\.
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check src
+	$(VENV)/bin/mypy
+	@if grep -rnE '^\s*($(CLI_IMPORT))' src/twinode/cli --include='*.py' | grep -vE 'twinode\.cli\.exits|twinode\.cli import exits|from +\. import exits|from +\.exits'; then \
+	  echo "lint: a CLI module imports another CLI module (above)"; exit 1; fi
+	@if grep -rnE '^\s*(from|import) +twinode\.cli' scripts; then echo "lint: scripts/ import twinode.cli (above)"; exit 1; fi
+	@echo "lint: ok"
+
 gpu-check:
 	bash scripts/gpu_check.sh $(ARGS)
 
 clean:
-	rm -rf outputs multirun mlartifacts mlflow.db .pytest_cache
+	rm -rf outputs multirun mlartifacts mlflow.db .pytest_cache .mypy_cache .ruff_cache

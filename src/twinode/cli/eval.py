@@ -16,7 +16,6 @@ under the twin's training run when the store has it.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 

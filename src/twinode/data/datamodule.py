@@ -10,7 +10,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from twinode.data.collate import collate_windows
-from twinode.data.tensorize import Normaliser, TensorizeReport, tensorize
+from twinode.data.tensorize import Normaliser, tensorize
 from twinode.data.windows import ForecastWindows
 from twinode.errors import ConfigError, DataError
 

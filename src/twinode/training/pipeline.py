@@ -13,6 +13,7 @@ import secrets
 from datetime import datetime
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import lightning as L
 import torch
@@ -41,6 +42,11 @@ class TrainResult:
     tracking_uri: str | None
 
 
+def _global_rank() -> int:
+    """This process's global rank (0 outside distributed runs), as Lightning set it."""
+    return int(getattr(rank_zero_only, "rank", 0))
+
+
 def _loggers(cfg: DictConfig, run_id: str | None = None) -> list:
     if not cfg.get("logger"):
         return []
@@ -52,7 +58,7 @@ def _loggers(cfg: DictConfig, run_id: str | None = None) -> list:
             raise ConfigError(f"logger.{name}", lg_cfg, hint="each logger entry needs a _target_")
         extra = {}
         if "MLFlowLogger" in lg_cfg._target_:
-            if rank_zero_only.rank == 0:  # other ranks never touch the store
+            if _global_rank() == 0:  # other ranks never touch the store
                 ensure_store(lg_cfg.tracking_uri, lg_cfg.get("experiment_name"), lg_cfg.get("artifact_location"))
             parent = sweep_parent_run_id()
             extra = {"run_id": run_id, "tags": {"mlflow.parentRunId": parent} if parent and not run_id else None}
@@ -115,7 +121,7 @@ def _train(cfg: DictConfig) -> TrainResult:
     dm = instantiate(cfg.data)
     dm.setup("fit")
     twin = build_twin(cfg, dm.dims, dm.spec, trust=True)  # the user's own config: their own classes may be named
-    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved = cast(dict, OmegaConf.to_container(cfg, resolve=True))
     metadata = {"config": resolved, "dims": dm.dims, "spec": dm.spec.to_dict(),
                 "normaliser": dm.normaliser.as_dict(), "data_fingerprint": dm.fingerprint}
     lit = instantiate(cfg.model.lit)(twin=twin, metadata=metadata)
@@ -127,11 +133,11 @@ def _train(cfg: DictConfig) -> TrainResult:
     loggers = _loggers(cfg, start.mlflow_run_id)
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=_callbacks(cfg, bool(loggers)))
     _refuse_multirun_spawn(trainer)
-    rank0 = rank_zero_only.rank == 0
+    rank0 = _global_rank() == 0
     mlf = next((lg for lg in loggers if isinstance(lg, MLFlowLogger)), None)
     if mlf is not None and rank0:
-        client, run_id = mlf.experiment, mlf.run_id
-        write_run_state(output_dir, run_id, mlf._tracking_uri)
+        client, run_id = mlf.experiment, str(mlf.run_id)
+        write_run_state(output_dir, run_id, str(mlf._tracking_uri))
         lit.metadata["mlflow_run_id"] = run_id  # travels in every checkpoint, for resume
         if start.resuming:
             client.set_tag(run_id, "twinode.resumed_from", start.ckpt_path)
@@ -165,7 +171,8 @@ def _train(cfg: DictConfig) -> TrainResult:
     if cfg.get("export", True) and trainer.is_global_zero:
         twin_path = export_twin(
             lit.twin, dm.normaliser.as_dict(), dm.spec, output_dir / "twin.pt",
-            solver={k: v for k, v in OmegaConf.to_container(cfg.solver, resolve=True).items() if not k.startswith("_")},
+            solver={k: v for k, v in cast(dict, OmegaConf.to_container(cfg.solver, resolve=True)).items()
+                    if not str(k).startswith("_")},
             run_id=mlf.run_id if mlf else None, data_fingerprint=dm.fingerprint,
             risk_validation={"auroc": metrics["val/risk_auroc"], "positives": int(metrics.get("val/risk_positives", 0))}
             if "val/risk_auroc" in metrics else None,
@@ -184,7 +191,7 @@ def _train(cfg: DictConfig) -> TrainResult:
             from twinode.tracking.registry import model_name_for, publish_twin
 
             # Idempotent: resuming a finished run finds the version it registered and adds none.
-            publish_twin(twin_path, run_id=mlf.run_id, tracking_uri=cfg.logger.mlflow.tracking_uri,
+            publish_twin(twin_path, run_id=str(mlf.run_id), tracking_uri=cfg.logger.mlflow.tracking_uri,
                          model_name=model_name_for(cfg.registry, dm.dataset_name), alias=cfg.registry.alias)
         elif mlf is not None:
             mlf.experiment.set_tag(mlf.run_id, REGISTRY_TAG, f"not registered: {skip}")

@@ -59,7 +59,8 @@ def resume_point(resume, ckpt_path: str | None, output_dir: Path, *, trust: bool
         if not ckpt.is_file():
             raise ConfigError("ckpt_path", ckpt_path, hint="no such checkpoint file")
     payload = _read(ckpt, "resume" if resume not in (None, False, "false") else "ckpt_path", trust)
-    meta = payload.get("twinode") if isinstance(payload.get("twinode"), dict) else {}
+    stored = payload.get("twinode")
+    meta = stored if isinstance(stored, dict) else {}
     return ResumePoint(str(ckpt), _stored_run_id(run_dir) or meta.get("mlflow_run_id"),
                        _int(payload.get("global_step")), _int(payload.get("epoch")))
 
