@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
-import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from twinode.errors import ConfigError
 from twinode.limits import load_yaml
@@ -64,35 +64,7 @@ class Feature:
     min_spacing_h: float | None = None
 
     def __post_init__(self):
-        _check_choice(f"features.{self.name}.role", self.role, ROLES)
-        _check_choice(f"features.{self.name}.match", self.match, MATCH_KINDS)
-        _check_choice(f"features.{self.name}.transform", self.transform, TRANSFORMS)
-        _check_choice(f"features.{self.name}.duplicates", self.duplicates, DUPLICATE_POLICIES)
-        _check_choice(f"features.{self.name}.out_of_range", self.out_of_range, OUT_OF_RANGE_POLICIES)
-        _check_choice(f"features.{self.name}.kind", self.kind, INTERVENTION_KINDS)
-        if self.match == "regex":
-            try:
-                re.compile(self.code)
-            except re.error as exc:
-                raise ConfigError(f"features.{self.name}.code", self.code, hint=f"not a valid regex: {exc}") from exc
-        _check_choice(f"features.{self.name}.value", self.value, DOSE_VALUES)
-        _check_choice(f"features.{self.name}.rate_per", self.rate_per, tuple(RATE_PER))
-        if self.value == "rate" and (self.role != "intervention" or self.kind != "infusion"):
-            raise ConfigError(f"features.{self.name}.value", self.value, hint="value: rate is for interventions of kind: infusion")
-        if self.effect_peak_h is not None and not self.effect_peak_h > 0:
-            raise ConfigError(f"features.{self.name}.effect_peak_h", self.effect_peak_h, hint="hours > 0, or null for the default")
-        if self.end_code is not None and (self.role != "intervention" or self.kind != "infusion"):
-            raise ConfigError(f"features.{self.name}.end_code", self.end_code, hint="end_code is for interventions of kind: infusion")
-        for key in ("valid_range", "target_range"):
-            rng = getattr(self, key)
-            if rng is not None and not rng[0] < rng[1]:
-                raise ConfigError(f"features.{self.name}.{key}", rng, hint="expected [low, high] with low < high")
-        if self.target_range is not None and self.role != "measurement":
-            raise ConfigError(f"features.{self.name}.target_range", self.target_range, hint="target_range is for measurements")
-        for key in ("max_dose", "min_spacing_h"):
-            v = getattr(self, key)
-            if v is not None and (self.role != "intervention" or not v > 0):
-                raise ConfigError(f"features.{self.name}.{key}", v, hint=f"{key} is a number > 0, for interventions")
+        _validate_feature({k: getattr(self, k) for k in self.__dataclass_fields__}, f"features.{self.name}")
 
     def matches(self, code: str) -> bool:
         if self.match == "exact":
@@ -113,6 +85,107 @@ class Feature:
 def _check_choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(key, value, allowed)
+
+
+# ---- validation (pydantic): types and choices per field, then the rules between fields ----
+
+Range = tuple[float, float]
+
+
+class FeatureModel(BaseModel):
+    """One feature of a FeatureSpec as written in YAML; every field of :class:`Feature`."""
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+    name: str
+    role: Literal["measurement", "intervention", "static", "outcome"]
+    code: Optional[str] = None  # default: the name
+    match: Literal["exact", "prefix", "regex"] = "exact"
+    unit: str = ""
+    transform: Literal["identity", "log1p"] = "identity"
+    valid_range: Optional[Range] = None
+    duplicates: Literal["mean", "last", "first", "max", "min"] = "mean"
+    out_of_range: Literal["drop", "reject"] = "drop"
+    kind: Literal["bolus", "infusion"] = "bolus"
+    effect_half_life_h: float = 2.0
+    effect_peak_h: Optional[float] = None
+    end_code: Optional[str] = None
+    value: Literal["total", "rate"] = "total"
+    rate_per: Literal["h", "min"] = "h"
+    target_range: Optional[Range] = None
+    max_dose: Optional[float] = None
+    min_spacing_h: Optional[float] = None
+
+
+class WindowStartModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+    code: str
+    match: Literal["exact", "prefix", "regex"] = "exact"
+
+
+class FeatureSpecModel(BaseModel):
+    """A FeatureSpec document: its features are validated one by one (errors name the feature)."""
+
+    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True)
+
+    name: Optional[str] = None
+    features: list[dict[str, Any]]
+    window_hours: float = 48.0
+    window_start: Any = None  # a code string or {code, match}: WindowStartModel
+
+
+CHOICES = {"role": ROLES, "match": MATCH_KINDS, "transform": TRANSFORMS, "duplicates": DUPLICATE_POLICIES,
+           "out_of_range": OUT_OF_RANGE_POLICIES, "kind": INTERVENTION_KINDS, "value": DOSE_VALUES, "rate_per": tuple(RATE_PER)}
+_EXPECTED = {"float_parsing": "a number", "float_type": "a number", "string_type": "a string", "tuple_type": "[low, high]",
+             "too_short": "[low, high]", "too_long": "[low, high]", "missing": "a value", "dict_type": "a mapping",
+             "list_type": "a list", "model_type": "a mapping", "finite_number": "a finite number"}
+
+
+def _config_error(exc: ValidationError, where: str, data: Any) -> ConfigError:
+    """The first problem pydantic found, as twinode's ConfigError naming the field (``where.field``)."""
+    err = exc.errors(include_url=False)[0]
+    field_name = next((p for p in err["loc"] if isinstance(p, str)), "")
+    key = ".".join(p for p in (where, field_name) if p) or "spec"
+    got = data.get(field_name) if isinstance(data, dict) and field_name in data else err.get("input")
+    if err["type"] in ("literal_error", "enum") and field_name in CHOICES:
+        return ConfigError(key, got, CHOICES[field_name])
+    if err["type"] == "literal_error":  # window_start.match
+        return ConfigError(key, got, MATCH_KINDS)
+    return ConfigError(key, got, hint=f"expected {_EXPECTED.get(err['type'], err['msg'])}")
+
+
+def _validate_feature(raw: dict, where: str) -> dict:
+    """Types and choices (FeatureModel), then the rules between fields; returns the coerced fields."""
+    try:
+        f = FeatureModel.model_validate(raw).model_dump()
+    except ValidationError as exc:
+        raise _config_error(exc, where, raw) from None
+    if f["code"] is None:
+        f["code"] = f["name"]
+    if f["match"] == "regex":
+        try:
+            re.compile(f["code"])
+        except re.error as exc:
+            raise ConfigError(f"{where}.code", f["code"], hint=f"not a valid regex: {exc}") from None
+    infusion = f["role"] == "intervention" and f["kind"] == "infusion"
+    if f["value"] == "rate" and not infusion:
+        raise ConfigError(f"{where}.value", f["value"], hint="value: rate is for interventions of kind: infusion")
+    if f["effect_peak_h"] is not None and not f["effect_peak_h"] > 0:
+        raise ConfigError(f"{where}.effect_peak_h", f["effect_peak_h"], hint="hours > 0, or null for the default")
+    if f["end_code"] is not None and not infusion:
+        raise ConfigError(f"{where}.end_code", f["end_code"], hint="end_code is for interventions of kind: infusion")
+    for key in ("valid_range", "target_range"):
+        rng = f[key]
+        if rng is not None and not rng[0] < rng[1]:
+            raise ConfigError(f"{where}.{key}", list(raw.get(key) or rng), hint="expected [low, high] with low < high")
+    if f["target_range"] is not None and f["role"] != "measurement":
+        raise ConfigError(f"{where}.target_range", list(f["target_range"]), hint="target_range is for measurements")
+    for key in ("max_dose", "min_spacing_h"):
+        v = f[key]
+        if v is not None and (f["role"] != "intervention" or not v > 0):
+            raise ConfigError(f"{where}.{key}", v, hint=f"{key} is a number > 0, for interventions")
+    return f
 
 
 @dataclass(frozen=True)
@@ -191,27 +264,37 @@ class FeatureSpec:
         return None
 
     @classmethod
-    def from_dict(cls, data: dict, name: str | None = None) -> "FeatureSpec":
+    def from_dict(cls, data: dict, name: str | None = None, source: str | None = None) -> "FeatureSpec":
+        """A FeatureSpec from its YAML/JSON form, validated field by field; a ConfigError names the
+        field (``features.NAME.FIELD``, or ``features[i]`` for a feature without a name) and, when
+        ``source`` is given, the file."""
+        try:
+            return cls._from_dict(data, name)
+        except ConfigError as exc:
+            if source is not None:
+                exc.args = (f"{exc} [file={source}]",)
+            raise
+
+    @classmethod
+    def _from_dict(cls, data: Any, name: str | None) -> "FeatureSpec":
         if not isinstance(data, dict) or "features" not in data:
             raise ConfigError("features", type(data).__name__, hint="a FeatureSpec is a mapping with a 'features' list")
+        try:
+            doc = FeatureSpecModel.model_validate(data)
+        except ValidationError as exc:
+            raise _config_error(exc, "", data) from None
         feats = []
-        for i, raw in enumerate(data["features"]):
-            raw = dict(raw)
+        for i, raw in enumerate(doc.features):
             if "name" not in raw or "role" not in raw:
                 raise ConfigError(f"features[{i}]", raw, hint="each feature needs 'name' and 'role'")
-            raw.setdefault("code", raw["name"])
-            for key in ("valid_range", "target_range"):
-                if raw.get(key) is not None:
-                    raw[key] = tuple(float(v) for v in raw[key])
-            allowed = set(Feature.__dataclass_fields__)
-            unknown = set(raw) - allowed
+            unknown = sorted(set(raw) - set(FeatureModel.model_fields))
             if unknown:
-                raise ConfigError(f"features[{i}].{sorted(unknown)[0]}", raw[sorted(unknown)[0]], sorted(allowed))
-            feats.append(Feature(**raw))
+                raise ConfigError(f"features[{i}].{unknown[0]}", raw[unknown[0]], sorted(Feature.__dataclass_fields__))
+            feats.append(Feature(**_validate_feature(raw, f"features.{raw['name']}")))
         return cls(
-            name=name or data.get("name", "unnamed"),
+            name=name or doc.name or "unnamed",
             features=tuple(feats),
-            window_hours=float(data.get("window_hours", 48.0)),
+            window_hours=doc.window_hours,
             extra={k: v for k, v in data.items() if k not in ("features", "name", "window_hours", "window_start")},
             window_start=_window_start(data.get("window_start")),
         )
@@ -220,7 +303,7 @@ class FeatureSpec:
     def from_yaml(cls, path: str | Path) -> "FeatureSpec":
         path = Path(path)
         with path.open() as fh:
-            return cls.from_dict(load_yaml(fh.read(), file=str(path), what="FeatureSpec"), name=path.stem)
+            return cls.from_dict(load_yaml(fh.read(), file=str(path), what="FeatureSpec"), name=path.stem, source=str(path))
 
     def to_dict(self) -> dict:
         out = {"name": self.name, "window_hours": self.window_hours, "features": []}
@@ -243,6 +326,13 @@ def _window_start(raw: Any) -> WindowStart | None:
         return None
     if isinstance(raw, str):
         return WindowStart(raw)
-    if not isinstance(raw, dict) or "code" not in raw or set(raw) - {"code", "match"}:
+    if not isinstance(raw, dict):
         raise ConfigError("window_start", raw, hint="expected a code string or {code: ..., match: exact|prefix|regex}")
-    return WindowStart(str(raw["code"]), str(raw.get("match", "exact")))
+    try:
+        ws = WindowStartModel.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        if err["type"] == "literal_error":
+            raise ConfigError("window_start.match", raw.get("match"), MATCH_KINDS) from None
+        raise ConfigError("window_start", raw, hint="expected a code string or {code: ..., match: exact|prefix|regex}") from None
+    return WindowStart(ws.code, ws.match)

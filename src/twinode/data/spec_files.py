@@ -28,4 +28,4 @@ def load_spec(name: str):
         raise ConfigError("--spec", name, hint=f"{path} holds a {type(doc).__name__}, expected a mapping (a FeatureSpec "
                           "or a data config with source.spec)")
     spec = doc.get("source", {}).get("spec") if isinstance(doc.get("source"), dict) else None
-    return FeatureSpec.from_dict(spec if spec is not None else doc, name=None)
+    return FeatureSpec.from_dict(spec if spec is not None else doc, name=None, source=str(path))
