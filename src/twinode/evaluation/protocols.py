@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from twinode.data.collate import collate_windows
 from twinode.data.windows import ForecastWindows
 from twinode.evaluation.baselines import BASELINES, Anchors, DecayToMean
-from twinode.evaluation.scoring import ForecastScore, risk_scores
+from twinode.evaluation.scoring import ForecastScore, ratio_intervals, risk_scores
 from twinode.training.metrics import MinMaxScale
 
 PROTOCOLS = {"forecast": "fixed", "imputation": "imputation", "interpolation": "interpolation"}
@@ -89,6 +89,9 @@ def evaluate_twin(twin, dm, protocols: tuple[str, ...] = tuple(PROTOCOLS), batch
                     if twin.has_risk:
                         twin_p.append(torch.sigmoid(twin.risk_logit(z, s_emb, *hist))[known])
             results["protocols"][proto] = {k: v.result(names) for k, v in scores.items()}
+            # How far the twin's ratios to the floors could move with another draw of subjects.
+            results["protocols"][proto]["twin"]["ratio_ci95"] = {
+                ref: ratio_intervals(scores["twin"], scores[ref]) for ref in ("locf", "decay_to_mean")}
     if labels:
         y = torch.cat(labels)
         if twin_p:

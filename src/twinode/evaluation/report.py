@@ -32,6 +32,11 @@ def protocol_table(name: str, res: dict) -> list[str]:
                      f"{1e3 * r['mse_minmax_pooled']:.3f} | {_ratio(r['mse_minmax_pooled'], loc['mse_minmax_pooled'])} | "
                      f"{r['mse_norm']:.4f} | {nll} | {cov} |")
     lines.append(f"\n{int(loc['n_targets'])} observed targets, the same for every forecaster.")
+    cis = res.get("twin", {}).get("ratio_ci95") or {}
+    spans = [f"to {ref}: per variable {c['per_variable_ci95'][0]:.3f}-{c['per_variable_ci95'][1]:.3f}, "
+             f"pooled {c['pooled_ci95'][0]:.3f}-{c['pooled_ci95'][1]:.3f}" for ref, c in cis.items() if c]
+    if spans:
+        lines.append("Twin's ratio, 95 % interval over resampled subjects: " + "; ".join(spans) + ".")
     return lines
 
 

@@ -118,3 +118,25 @@ def test_mixed_windows_draw_some_late_cuts_with_whole_stay_histories():
     assert 0.15 < late < 0.35
     never = ForecastWindows(recs, 24.0, 48.0, "mixed", late_cut_share=0.0)
     assert max(never.cut_time(i) for i in range(len(never))) <= 24.0
+
+
+def test_ratio_intervals_resample_subjects_and_bracket_the_ratio():
+    from twinode.evaluation.scoring import ratio_intervals
+
+    class Identity:
+        def __call__(self, x, clip=False):
+            return x
+
+    gen = torch.Generator().manual_seed(0)
+    target = torch.randn(60, 5, 2, generator=gen)
+    mask = torch.ones(60, 5, 2)
+    good, bad = ForecastScore(2), ForecastScore(2)
+    good.update(target + 0.5 * torch.randn(60, 5, 2, generator=gen), target, mask, Identity())
+    bad.update(target + torch.randn(60, 5, 2, generator=gen), target, mask, Identity())
+    ci = ratio_intervals(good, bad, n_boot=300)
+    ratio = good.result(["a", "b"])["mse_minmax_pooled"] / bad.result(["a", "b"])["mse_minmax_pooled"]
+    lo, hi = ci["pooled_ci95"]
+    assert lo < ratio < hi and 0.1 < lo and hi < 0.5  # about 0.25, never near 1
+    assert ci["per_variable_ci95"][0] < ci["per_variable_ci95"][1] and ci["resamples"] == 300
+    same = ratio_intervals(good, good, n_boot=50)
+    assert same["pooled_ci95"] == [1.0, 1.0]
