@@ -10,6 +10,16 @@ from twinode.errors import ConfigError
 from twinode.limits import load_file
 
 
+def _synthetic_icu_spec():
+    from twinode.data.simulators.synthetic_icu import feature_spec
+
+    return feature_spec()
+
+
+# Data configs whose source builds its FeatureSpec in code (no source.spec in the YAML).
+CODE_SPECS = {"twinode.data.sources.SyntheticICUSource": _synthetic_icu_spec}
+
+
 def load_spec(name: str):
     """A FeatureSpec from ``configs/data/NAME.yaml`` (its ``source.spec``) or from a YAML file path."""
     from twinode.data.schema import FeatureSpec
@@ -27,5 +37,8 @@ def load_spec(name: str):
     if not isinstance(doc, dict):
         raise ConfigError("--spec", name, hint=f"{path} holds a {type(doc).__name__}, expected a mapping (a FeatureSpec "
                           "or a data config with source.spec)")
-    spec = doc.get("source", {}).get("spec") if isinstance(doc.get("source"), dict) else None
+    source = doc.get("source") if isinstance(doc.get("source"), dict) else {}
+    spec = source.get("spec")
+    if spec is None and source.get("_target_") in CODE_SPECS:  # a source that generates its data and spec in code
+        return CODE_SPECS[source["_target_"]]()
     return FeatureSpec.from_dict(spec if spec is not None else doc, name=None, source=str(path))
