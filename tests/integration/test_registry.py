@@ -44,7 +44,7 @@ def test_training_registers_a_candidate_with_the_raw_twin(published, tracking):
 
 def test_promote_then_consume_by_alias(published, tracking, capsys, tmp_path):
     version = tracking.get_model_version_by_alias(published.name, "candidate").version
-    export_main(["promote", "--name", published.name, "--version", str(version), "--tracking-uri", published.tracking_uri])
+    assert exit_code(export_main, ["promote", "--name", published.name, "--version", str(version), "--tracking-uri", published.tracking_uri]) == 0
     assert f"{published.name}@champion -> version {version}" in capsys.readouterr().out
     assert tracking.get_model_version_by_alias(published.name, "champion").version == version
 
