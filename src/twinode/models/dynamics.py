@@ -9,6 +9,13 @@ infusion of ``a`` over ``d`` hours contributes the exact response to its rate ``
 rates per channel are learned, starting from the FeatureSpec's ``effect_half_life_h`` (``ke``)
 and ``effect_peak_h`` (time from a bolus to its peak effect, which fixes ``ka``). Closed form
 means the effect is exact at any time, for any solver, without extra states.
+
+``time_scales`` gives the field each channel's response at several time scales: the chain
+above, and the same chain slowed ``m``-fold (both rates divided by ``m``, the response divided
+by ``m``, so every scale has the same area per dose and the same steady level under an
+infusion). A drug whose action outlasts its plasma kinetics (insulin lowering glucose
+production hours after the plasma peak) then has a slow input to act through, instead of a
+delay the latent dynamics would have to learn from the rare long plan changes in the data.
 """
 
 
@@ -75,12 +82,28 @@ class DoseEffect(nn.Module):
     ``log_k`` (elimination) and ``log_ka`` (absorption) are per-channel parameters;
     ``half_life_h`` and ``peak_h`` give their starting values (defaults: 2 h, and the
     half-life, i.e. ``ka = 2 ke``). The effect is continuous in time, amounts and dose times, with finite
-    gradients with respect to all of them, including when the two rates coincide."""
+    gradients with respect to all of them, including when the two rates coincide.
+
+    ``time_scales`` (default ``[1.0]``): the output holds ``n_channels`` columns per scale
+    ``m``, in the order given, each the channel's response with both rates divided by ``m``
+    and the response divided by ``m`` (same area per dose); ``n_outputs`` columns in all."""
+
+    n_channels: Final[int]
+    n_outputs: Final[int]
+    scaled: Final[bool]
 
     def __init__(self, n_channels: int, half_life_h: Optional[List[float]] = None, learn: bool = True,
-                 peak_h: Optional[List[Optional[float]]] = None):
+                 peak_h: Optional[List[Optional[float]]] = None, time_scales: Optional[List[float]] = None):
         super().__init__()
         self.n_channels = n_channels
+        scales = [float(m) for m in time_scales] if time_scales else [1.0]
+        if any(not m > 0 for m in scales):
+            raise ValueError(f"dose time scales must be > 0, got {scales}")
+        self.n_outputs = n_channels * len(scales)
+        self.scaled = scales != [1.0]
+        # 1/m per output column, channel-major within each scale block (a plain list, not a
+        # buffer: the weights and their checksum stay those of the chain alone).
+        self.inv_scale: List[float] = [1.0 / m for m in scales for _ in range(n_channels)]
         hl = list(half_life_h) if half_life_h else [2.0] * n_channels
         if len(hl) != n_channels:
             raise ValueError(f"half_life_h has {len(hl)} entries for {n_channels} intervention channels")
@@ -125,6 +148,15 @@ class DoseEffect(nn.Module):
             return torch.zeros(t.shape[0], t.shape[1], 0, dtype=t.dtype, device=t.device)
         ch = doses[..., 1].long().clamp(0, self.n_channels - 1)
         ka_c, ke_c = self.rates()
+        if self.scaled:
+            # Every dose once per time scale: output column c + C s, rates and response / m.
+            n_scales = self.n_outputs // self.n_channels
+            inv = torch.tensor(self.inv_scale, dtype=t.dtype, device=t.device)
+            ka_c, ke_c = ka_c.to(t.dtype).repeat(n_scales) * inv, ke_c.to(t.dtype).repeat(n_scales) * inv
+            shift = torch.arange(n_scales, device=ch.device).repeat_interleave(ch.shape[1]) * self.n_channels
+            ch = ch.repeat(1, n_scales) + shift.unsqueeze(0)
+            doses = doses.repeat(1, n_scales, 1)
+            doses = torch.cat([doses[..., :2], doses[..., 2:3] * inv[ch].unsqueeze(-1), doses[..., 3:]], dim=-1)
         ka = ka_c.to(t.dtype)[ch].unsqueeze(1)  # [B, 1, M]
         ke = ke_c.to(t.dtype)[ch].unsqueeze(1)
         t_k, amount, dur = doses[..., 0].unsqueeze(1), doses[..., 2].unsqueeze(1), doses[..., 3].unsqueeze(1)
@@ -140,7 +172,7 @@ class DoseEffect(nn.Module):
         depot = torch.where(infusion, depot_inf, amount)
         central = torch.where(infusion, central_inf, torch.zeros_like(central_inf))
         eff = central * torch.exp(-ke * off) + depot * ka * bateman(ka, ke, off)  # 0 before the dose
-        onehot = torch.nn.functional.one_hot(ch, self.n_channels).to(eff.dtype)  # [B, M, C]
+        onehot = torch.nn.functional.one_hot(ch, self.n_outputs).to(eff.dtype)  # [B, M, C x scales]
         return torch.bmm(eff, onehot)
 
 
@@ -177,13 +209,15 @@ class MLPField(nn.Module):
     hidden: Final[int]
 
     def __init__(self, latent_dim: int, n_interventions: int, static_dim: int, hidden: int = 64, layers: int = 2,
-                 half_life_h: Optional[List[float]] = None, peak_h: Optional[List[Optional[float]]] = None):
+                 half_life_h: Optional[List[float]] = None, peak_h: Optional[List[Optional[float]]] = None,
+                 dose_time_scales: Optional[List[float]] = None):
         super().__init__()
         if layers < 1:
             raise ValueError(f"MLPField needs at least one hidden layer, got layers={layers}")
         self.latent_dim, self.hidden = latent_dim, hidden
-        self.dose_effect = DoseEffect(n_interventions, half_life_h, peak_h=peak_h)
-        self.first = nn.Linear(latent_dim + n_interventions + static_dim, hidden)
+        self.dose_effect = DoseEffect(n_interventions, half_life_h, peak_h=peak_h, time_scales=dose_time_scales)
+        n_inputs = self.dose_effect.n_outputs
+        self.first = nn.Linear(latent_dim + n_inputs + static_dim, hidden)
         body: list[nn.Module] = [nn.Tanh()]
         for _ in range(layers - 1):
             body += [nn.Linear(hidden, hidden), nn.Tanh()]
@@ -193,7 +227,7 @@ class MLPField(nn.Module):
         nn.init.zeros_(self.out.bias)
         # A direct linear path from the dose effect: gives the dose response a gradient from
         # the first step, while the MLP learns its nonlinear part.
-        self.control = nn.Linear(n_interventions, latent_dim, bias=False)
+        self.control = nn.Linear(n_inputs, latent_dim, bias=False)
 
     def forward(self, t: Tensor, z: Tensor, doses: Tensor, s: Tensor) -> Tensor:
         return self.given_drive(t, z, self.drive(t.unsqueeze(1), doses, s).squeeze(1), doses, s)
@@ -227,12 +261,14 @@ class HybridField(nn.Module):
     """
 
     n_interventions: Final[int]
+    n_effects: Final[int]
 
     def __init__(self, mechanistic: nn.Module, residual: MLPField):
         super().__init__()
         self.mechanistic = mechanistic
         self.residual = residual
         self.n_interventions = residual.dose_effect.n_channels
+        self.n_effects = residual.dose_effect.n_outputs
 
     def forward(self, t: Tensor, z: Tensor, doses: Tensor, s: Tensor) -> Tensor:
         return self.given_drive(t, z, self.drive(t.unsqueeze(1), doses, s).squeeze(1), doses, s)
@@ -242,8 +278,10 @@ class HybridField(nn.Module):
         return torch.cat([u, self.residual.drive_from_effect(u, s)], dim=-1)
 
     def given_drive(self, t: Tensor, z: Tensor, drive: Tensor, doses: Tensor, s: Tensor) -> Tensor:
-        C = self.n_interventions
-        return self.mechanistic(t, z, drive[:, :C], s) + self.residual.given_drive(t, z, drive[:, C:], doses, s)
+        C = self.n_effects
+        # The prior sees each channel's response at the first time scale (columns 0..C-1).
+        return (self.mechanistic(t, z, drive[:, : self.n_interventions], s)
+                + self.residual.given_drive(t, z, drive[:, C:], doses, s))
 
 
 class DrivenField(nn.Module):

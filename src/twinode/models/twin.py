@@ -39,7 +39,9 @@ class PatientTwin(nn.Module):
     """``encoder``: ``gru_delta`` or ``ode_rnn`` (``encoder_direction``, ``encoder_ode_steps``,
     ``encoder_method`` configure the latter). ``mechanistic``: None for a purely neural field,
     or a factory ``make(latent_dim=, n_interventions=, static_dim=) -> nn.Module`` for a
-    :class:`HybridField` prior (e.g. ``models.mechanistic.VasopressorMAP``)."""
+    :class:`HybridField` prior (e.g. ``models.mechanistic.VasopressorMAP``).
+    ``dose_time_scales``: each dose channel's response at these time scales as the field's
+    inputs (``models.dynamics.DoseEffect``; None: the chain alone)."""
 
     variational: Final[bool]
     has_risk: Final[bool]
@@ -52,7 +54,7 @@ class PatientTwin(nn.Module):
                  risk_head: bool = False, encoder: str = "gru_delta", encoder_direction: str = "backward",
                  encoder_ode_steps: int = 1, encoder_method: str = "rk4", encoder_time_scale_h: float = 24.0,
                  mechanistic: Optional[Callable[..., nn.Module]] = None, decoder: str = "latent",
-                 anchor_rate_per_h: float = 0.1):
+                 anchor_rate_per_h: float = 0.1, dose_time_scales: Optional[List[float]] = None):
         super().__init__()
         if n_measurements < 1:
             raise ValueError(f"a twin needs at least one measurement channel, got n_measurements={n_measurements}")
@@ -67,7 +69,8 @@ class PatientTwin(nn.Module):
                                          encoder_ode_steps, encoder_method, encoder_time_scale_h)
         else:
             raise ConfigError("model.twin.encoder", encoder, ENCODERS)
-        field = MLPField(latent_dim, n_interventions, static_embed, hidden, field_layers, half_life_h)
+        field = MLPField(latent_dim, n_interventions, static_embed, hidden, field_layers, half_life_h,
+                         dose_time_scales=list(dose_time_scales) if dose_time_scales else None)
         if mechanistic is not None:
             field = HybridField(mechanistic(latent_dim=latent_dim, n_interventions=n_interventions,
                                             static_dim=static_embed), field)

@@ -184,3 +184,29 @@ def test_scripted_solve_gives_finite_gradients_wrt_dose_times_and_amounts():
         grads.append(g)
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(grads[2], grads[0], rtol=1e-4, atol=1e-6)
+
+
+def test_time_scales_add_the_same_chain_slowed_with_the_same_area():
+    """Each extra time scale m is the integrated chain with both rates / m, divided by m: a
+    bolus and an infusion keep their area, the first block is the chain itself, and a
+    scripted field takes the wider input."""
+    doses = torch.tensor([[[0.5, 0.0, 2.0, 0.0], [1.0, 1.0, 3.0, 2.5], [0.0, 0.0, 0.0, 0.0]]], dtype=torch.float64)
+    plain = DoseEffect(2, [1.5, 2.0], peak_h=[1.0, None]).double()
+    scaled = DoseEffect(2, [1.5, 2.0], peak_h=[1.0, None], time_scales=[1.0, 3.0]).double()
+    assert scaled.n_outputs == 4
+    times = [0.25, 1.0, 2.0, 3.5, 6.0, 9.0]
+    t = torch.tensor([times], dtype=torch.float64)
+    u = scaled(t, doses).detach()
+    torch.testing.assert_close(u[..., :2], plain(t, doses).detach())
+    ka, ke = (r.detach().double() for r in plain.rates())
+    slow = _integrate(ka / 3.0, ke / 3.0, doses, times) / 3.0
+    torch.testing.assert_close(u[0, :, 2:], slow, rtol=1e-7, atol=1e-9)
+    grid = torch.linspace(0.0, 120.0, 24001, dtype=torch.float64).unsqueeze(0)
+    area = scaled(grid, doses).detach().sum(1)[0] * (120.0 / 24000)
+    torch.testing.assert_close(area[2:], area[:2], rtol=2e-3, atol=0.0)
+    field = torch.jit.script(MLPField(3, 2, 2, 8, 1, [1.5, 2.0], dose_time_scales=[1.0, 3.0]))
+    assert field.first.in_features == 3 + 4 + 2
+    out = field(torch.tensor([2.0]), torch.zeros(1, 3), doses.float(), torch.zeros(1, 2))
+    assert out.shape == (1, 3) and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="time scales"):
+        DoseEffect(1, [1.0], time_scales=[1.0, 0.0])
