@@ -309,3 +309,47 @@ def _stream_after_legacy_plan(bw, cr, cf, basal) -> float:
     rng.random((B, T))
     rng.normal(0, 1, B)
     return rng.random()
+
+
+def test_widened_plans_touch_only_the_chosen_rows_and_are_labelled():
+    from twinode.data.simulators.glucose_behaviour import TrainingVariation, widen_plan
+
+    n = 300
+    ones = np.ones(n)
+    plan = draw_plan(np.random.default_rng(1), 70 * ones, 10 * ones, 40 * ones, 0.02 * ones, 1, Behaviour(snack_prob=0.0))
+    before_bolus, before_basal = plan.meal_bolus_u.clone(), plan.basal_u_per_min.clone()
+    n_events = len(plan.events["kind"])
+    chosen = np.arange(0, n, 2)
+    var = TrainingVariation(doubled_dose_prob=0.5, long_temp_basal_prob=0.5)
+    widen_plan(plan, chosen, np.random.default_rng(2), var)
+    others = np.setdiff1d(np.arange(n), chosen)
+    assert torch.equal(plan.meal_bolus_u[others], before_bolus[others])
+    assert torch.equal(plan.basal_u_per_min[others], before_basal[others])
+    ev = {k: v[n_events:] for k, v in plan.events.items()}
+    assert set(ev["row"].tolist()) <= set(chosen.tolist())
+    doubled = ev["kind"] == "double_bolus"
+    assert 0.35 < doubled.sum() / len(chosen) < 0.65
+    for r, m, units in zip(ev["row"][doubled], ev["minute"][doubled], ev["units"][doubled]):
+        assert float(plan.meal_bolus_u[r, m]) == pytest.approx(2 * units) and float(before_bolus[r, m]) == pytest.approx(units)
+    temp = ev["kind"] == "temp_basal"
+    assert 0.35 < temp.sum() / len(chosen) < 0.65
+    lo, hi = var.long_temp_basal_min
+    for r, m, dur, f in zip(ev["row"][temp], ev["minute"][temp], ev["duration_min"][temp], ev["factor"][temp]):
+        assert dur <= hi and (dur >= lo or m + dur == 1440)
+        seg = plan.basal_u_per_min[r, m: m + int(dur)]
+        assert torch.allclose(seg, plan.basal_rate_u_per_min[r] * f)
+
+
+def test_training_variation_leaves_the_held_out_subjects_and_their_arms_alone(tmp_path):
+    from twinode.data.simulators.glucose_cohort import generate_glucose_cohort
+
+    plain, wide = tmp_path / "plain", tmp_path / "wide"
+    generate_glucose_cohort(plain, 20, 1, 5, training_variation=None)
+    generate_glucose_cohort(wide, 20, 1, 5)
+    for part in ("data/held_out/0.parquet", "counterfactual/truth.parquet", "counterfactual/data/held_out/0.parquet",
+                 "metadata/subject_splits.parquet"):
+        assert pl.read_parquet(plain / part).equals(pl.read_parquet(wide / part)), part
+    train_plain, train_wide = (pl.read_parquet(p / "data/train/0.parquet") for p in (plain, wide))
+    assert not train_plain.equals(train_wide)
+    kinds = pl.read_parquet(wide / "metadata/behaviour.parquet")["kind"].to_list()
+    assert kinds.count("temp_basal") > pl.read_parquet(plain / "metadata/behaviour.parquet")["kind"].to_list().count("temp_basal")

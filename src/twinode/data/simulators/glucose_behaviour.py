@@ -11,6 +11,10 @@ halved, raised by half or doubled for 30 min to 4 h) at random times of the day.
 
 ``DailyPlan.events`` labels every such decision (kind, minute, units), so a cohort can say
 how much plan variation its training windows hold (:mod:`glucose_variation`).
+
+:func:`widen_plan` adds, for the subjects a twin learns from, plan changes as large as the
+what-if questions it is asked (:class:`TrainingVariation`: a meal bolus given at twice its
+dose, temporary basal rates of 4-8 h), from a random stream of its own.
 """
 
 from __future__ import annotations
@@ -138,6 +142,61 @@ def draw_plan(rng: np.random.Generator, bw: np.ndarray, cr: np.ndarray, cf: np.n
     return DailyPlan(as_t(meals), as_t(basal), as_t(bolus), torch.as_tensor(check),
                      torch.as_tensor(accept), as_t(cf), as_t(np.exp(rng.normal(0, bh.initial_glucose_sd, B))),
                      as_t(rate), events)
+
+
+@dataclass(frozen=True)
+class TrainingVariation:
+    """Extra plan changes per subject-day (times in minutes): with ``doubled_dose_prob`` one of
+    the day's meal boluses is given at twice its dose (at its minute); with
+    ``long_temp_basal_prob`` a temporary basal rate of ``long_temp_basal_min`` minutes at one of
+    ``temp_basal_factors`` x the programmed rate starts at a uniform time of the day."""
+
+    doubled_dose_prob: float = 0.25
+    long_temp_basal_prob: float = 0.5
+    long_temp_basal_min: tuple[float, float] = (240.0, 480.0)
+    temp_basal_factors: tuple[float, ...] = (0.0, 0.5, 1.5, 2.0)
+
+
+def widen_plan(plan: DailyPlan, rows: np.ndarray, rng: np.random.Generator, variation: TrainingVariation = TrainingVariation()) -> None:
+    """Add :class:`TrainingVariation`'s plan changes to the patients ``rows`` of ``plan`` (in
+    place, before simulation), labelled in ``plan.events`` as ``double_bolus`` (units: the
+    extra dose) and ``temp_basal`` (duration, factor). Other rows are untouched."""
+    rows = np.asarray(rows, dtype=np.int64)
+    B, T = plan.meal_bolus_u.shape
+    days = T // MINUTES_PER_DAY
+    bolus, basal = plan.meal_bolus_u, plan.basal_u_per_min
+    ev = plan.events
+    new = {"row": [], "minute": [], "kind": [], "units": [], "duration_min": [], "factor": []}
+
+    def label(r, minute, kind, units=np.nan, duration=np.nan, factor=np.nan):
+        for key, v in zip(new, (r, minute, kind, units, duration, factor)):
+            new[key].append(v)
+
+    for day in range(days):
+        lo, hi = day * MINUTES_PER_DAY, (day + 1) * MINUTES_PER_DAY
+        doubled = rng.random(len(rows)) < variation.doubled_dose_prob
+        pick = rng.random(len(rows))
+        tb_on = rng.random(len(rows)) < variation.long_temp_basal_prob
+        start = rng.integers(lo, hi, len(rows))
+        dur = np.rint(rng.uniform(*variation.long_temp_basal_min, len(rows))).astype(int)
+        factor = np.asarray(variation.temp_basal_factors, float)[rng.integers(0, len(variation.temp_basal_factors), len(rows))]
+        for j, r in enumerate(rows):
+            if doubled[j]:
+                minutes = torch.nonzero(bolus[r, lo:hi] > 0).flatten()
+                if len(minutes):
+                    m = lo + int(minutes[int(pick[j] * len(minutes))])
+                    label(r, m, "double_bolus", units=float(bolus[r, m]))
+                    bolus[r, m] = 2.0 * bolus[r, m]
+            if tb_on[j]:
+                end = min(int(start[j] + dur[j]), T)
+                basal[r, start[j]: end] = plan.basal_rate_u_per_min[r] * factor[j]
+                label(r, int(start[j]), "temp_basal", duration=float(end - start[j]), factor=float(factor[j]))
+    if new["row"]:
+        ev["row"] = np.concatenate([ev["row"], np.asarray(new["row"], dtype=ev["row"].dtype)])
+        ev["minute"] = np.concatenate([ev["minute"], np.asarray(new["minute"], dtype=np.int64)])
+        ev["kind"] = np.concatenate([ev["kind"], np.asarray(new["kind"], dtype=object)])
+        for key in ("units", "duration_min", "factor"):
+            ev[key] = np.concatenate([ev[key], np.asarray(new[key], float)])
 
 
 class CorrectionPolicy:

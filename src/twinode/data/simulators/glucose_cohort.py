@@ -14,7 +14,10 @@
         truth.parquet                            ``branch_minute`` on (identical before it)
 
 Subjects are the 30 virtual patients drawn with replacement; each day's behaviour is drawn
-by :mod:`glucose_behaviour`. Everything follows from ``seed``.
+by :mod:`glucose_behaviour`. The train and tuning subjects' plans are widened
+(:func:`glucose_behaviour.widen_plan`: meal boluses given at twice their dose, temporary basal
+rates of 4-8 h) from a random stream of their own, so the held-out subjects and their
+counterfactual companion are the same with or without it. Everything follows from ``seed``.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ import pyarrow.parquet as pq
 import torch
 
 from twinode.data.simulators.cgm_sensor import CGMSensor
-from twinode.data.simulators.glucose_behaviour import MINUTES_PER_DAY, Behaviour, CorrectionPolicy, draw_plan
+from twinode.data.simulators.glucose_behaviour import (MINUTES_PER_DAY, Behaviour, CorrectionPolicy, TrainingVariation,
+                                                      draw_plan, widen_plan)
 from twinode.data.simulators.uva_padova import UVAPadovaSimulator, load_patients, patient_names
 from twinode.errors import ConfigError
 
@@ -76,9 +80,10 @@ def _splits(n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def generate_glucose_cohort(out: str | Path, n_patients: int, days: int, seed: int, branch_minute: int | None = None,
-                            device: str = "cpu", behaviour: Behaviour = Behaviour()) -> CohortReport:
+                            device: str = "cpu", behaviour: Behaviour = Behaviour(),
+                            training_variation: TrainingVariation | None = TrainingVariation()) -> CohortReport:
     """Simulate and write the cohort (layout in the module docstring); ``branch_minute``
-    defaults to 6 h before the end."""
+    defaults to 6 h before the end; ``training_variation`` None leaves every plan as drawn."""
     if not isinstance(n_patients, int) or n_patients < 1:
         raise ConfigError("patients", n_patients, hint="an integer >= 1")
     if not isinstance(days, int) or days < 1:
@@ -97,6 +102,10 @@ def generate_glucose_cohort(out: str | Path, n_patients: int, days: int, seed: i
     cr = np.array([quest[n]["CR"] for n in chosen])
     cf = np.array([quest[n]["CF"] for n in chosen])
     plan = draw_plan(rng, p["BW"], cr, cf, patients.basal_u_per_min().cpu().numpy(), days, behaviour)
+    split = _splits(n_patients, rng)
+    if training_variation is not None:
+        widen_plan(plan, np.nonzero(split != "held_out")[0], np.random.default_rng([int(seed), 1_000_003]),
+                   training_variation)
     gen = torch.Generator().manual_seed(int(seed))
     # Sensor error per minute; readings every 5 min use every 5th value, so the AR(1)
     # correlation is per reading and the factual and counterfactual arms share it.
@@ -117,7 +126,6 @@ def generate_glucose_cohort(out: str | Path, n_patients: int, days: int, seed: i
     truth = fact.gsub.cpu()[:, read_idx]
     cgm = torch.clamp(truth + err, sensor.min_mg_dl, sensor.max_mg_dl)
 
-    split = _splits(n_patients, rng)
     ids = np.arange(1, n_patients + 1, dtype=np.int64)
     age = np.array([quest[n]["Age"] for n in chosen])
     group = np.array([AGE_GROUPS[n.split("#")[0]] for n in chosen], dtype=float)
