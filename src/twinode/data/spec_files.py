@@ -37,7 +37,8 @@ def load_spec(name: str):
     if not isinstance(doc, dict):
         raise ConfigError("--spec", name, hint=f"{path} holds a {type(doc).__name__}, expected a mapping (a FeatureSpec "
                           "or a data config with source.spec)")
-    source = doc.get("source") if isinstance(doc.get("source"), dict) else {}
+    raw_source = doc.get("source")
+    source: dict = raw_source if isinstance(raw_source, dict) else {}
     spec = source.get("spec")
     if spec is None and source.get("_target_") in CODE_SPECS:  # a source that generates its data and spec in code
         return CODE_SPECS[source["_target_"]]()

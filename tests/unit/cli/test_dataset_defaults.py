@@ -9,7 +9,6 @@ import json
 import matplotlib
 import polars as pl
 import pytest
-import torch
 
 from tests.unit.apps.conftest import export_glucose_twin, history_rows, write_jsonl
 from tests.unit.export.conftest import NORMALISER, make_twin
