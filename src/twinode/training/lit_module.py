@@ -17,11 +17,19 @@ from twinode.models.baselines import locf_forecast
 from twinode.training.metrics import masked_abs_error, masked_sq_error
 
 
+def channel_balance(records, power: float) -> torch.Tensor:
+    """Per-channel weights ``[D]`` ~ ``(mean count / count)^power`` over ``records``' observed
+    values, scaled so the average weight of an observed value is 1 (the loss keeps its size)."""
+    cnt = torch.from_numpy(sum(r.mask.sum(0) for r in records)).double().clamp(min=1.0)
+    w = (cnt.mean() / cnt).pow(power)
+    return (w * cnt.sum() / (w * cnt).sum()).float()
+
+
 class TwinLitModule(L.LightningModule):
     def __init__(self, twin: PatientTwin, lr: float = 3e-3, weight_decay: float = 1e-5, kl_target: float = 1.0,
                  kl_anneal_epochs: int = 10, recon_weight: float = 1.0, lr_min_factor: float = 0.1, risk_weight: float = 0.1,
                  mse_weight: float = 0.0, prior_weight: float = 0.0, channel_prior: str = "fixed",
-                 metadata: dict | None = None):
+                 mse_balance: float = 0.0, metadata: dict | None = None):
         super().__init__()
         self.twin = twin
         self.lr, self.weight_decay, self.lr_min_factor = lr, weight_decay, lr_min_factor
@@ -42,13 +50,22 @@ class TwinLitModule(L.LightningModule):
         if channel_prior not in ("fixed", "fitted"):
             raise ValueError(f"channel_prior must be 'fixed' or 'fitted', not {channel_prior!r}")
         self.channel_prior = channel_prior
+        # Weight of each channel's squared error ~ (mean count / its count)^mse_balance over the
+        # train split (0: every target alike, so frequent vitals dominate; 1: every channel
+        # alike, as the per-variable MSE averages them). Set in setup().
+        self.mse_balance = mse_balance
+        self._mse_channel_w: torch.Tensor | None = None
         self.val_auroc, self.val_auprc = BinaryAUROC(), BinaryAveragePrecision()
         self._risk_seen, self._risk_positives = False, 0.0  # this validation epoch's risk targets
 
     def setup(self, stage: str) -> None:
         # Runs before a checkpoint is restored, so a resumed run keeps the prior it started from.
         dm = self.trainer.datamodule if self._trainer is not None else None
-        if stage != "fit" or self.channel_prior != "fitted" or not self.twin.anchored or dm is None:
+        if stage != "fit" or dm is None:
+            return
+        if self.mse_balance > 0:
+            self._mse_channel_w = channel_balance(dm.splits["train"], self.mse_balance)
+        if self.channel_prior != "fitted" or not self.twin.anchored:
             return
         from twinode.models.channel_prior import fit_channel_decay
 
@@ -77,7 +94,8 @@ class TwinLitModule(L.LightningModule):
         denom = (cnt_f + rw * cnt_r).clamp(min=1.0)
         loss = (nll_f + rw * nll_r + beta * kl) / denom
         if self.mse_weight > 0:
-            loss = loss + self.mse_weight * masked_sq_error(mean[:, n:], b.tgt_x, b.tgt_m)[0] / cnt_f.clamp(min=1.0)
+            m = b.tgt_m if self._mse_channel_w is None else b.tgt_m * self._mse_channel_w.to(b.tgt_m)
+            loss = loss + self.mse_weight * masked_sq_error(mean[:, n:], b.tgt_x, m)[0] / cnt_f.clamp(min=1.0)
         if self.prior_weight > 0 and self.twin.anchored:
             loss = loss + self.prior_weight * self.twin.decoder.prior_penalty()
         out = {"loss": loss, "nll_f": nll_f, "cnt_f": cnt_f, "kl": kl / len(b), "mean_f": mean[:, n:]}

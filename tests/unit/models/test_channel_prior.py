@@ -5,6 +5,7 @@ module fits it before the first step."""
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from tests.unit.models._toy import toy_history
@@ -99,3 +100,17 @@ def test_training_fits_the_prior_before_the_first_step(tmp_path):
     torch.testing.assert_close(lit.twin.decoder.log_k_prior, torch.log(k))
     assert lit.metadata["channel_prior"]["w"] == w.tolist()
     assert not torch.allclose(lit.twin.decoder.log_k_prior, torch.full_like(k, lit.twin.decoder.default_log_k))
+
+
+def test_channel_balance_weights_rare_channels_up_and_keeps_the_loss_size():
+    from twinode.training.lit_module import channel_balance
+
+    recs = _records(10)
+    for r in recs:
+        r.mask[::4, 1] = 1.0
+        r.mask[np.arange(len(r.times)) % 4 != 0, 1] = 0.0  # channel 1 seen a quarter as often
+    w = channel_balance(recs, 1.0)
+    cnt = torch.tensor([sum(float(r.mask[:, d].sum()) for r in recs) for d in range(2)])
+    assert float(w[1] / w[0]) == pytest.approx(4.0, rel=1e-4)
+    assert float((w * cnt).sum() / cnt.sum()) == pytest.approx(1.0, rel=1e-5)
+    assert torch.allclose(channel_balance(recs, 0.0), torch.ones(2))
