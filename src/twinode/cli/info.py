@@ -59,9 +59,11 @@ def describe(meta: dict) -> dict:
         "window_start": None if spec.window_start is None else code(spec.window_start),
         "measurements": [{"name": f.name, "unit": f.unit, "transform": f.transform, "code": code(f),
                           "valid_range": list(f.valid_range) if f.valid_range else None, "out_of_range": f.out_of_range,
-                          "duplicates": f.duplicates} for f in spec.measurements],
+                          "duplicates": f.duplicates, "target_range": list(f.target_range) if f.target_range else None}
+                         for f in spec.measurements],
         "interventions": [{"name": f.name, "kind": f.kind, "code": code(f), "event_value": f.value,
-                           "event_unit": f.unit, "amount_unit": f.amount_unit, "end_code": f.end_code}
+                           "event_unit": f.unit, "amount_unit": f.amount_unit, "end_code": f.end_code,
+                           "max_dose": f.max_dose, "min_spacing_h": f.min_spacing_h}
                           for f in spec.interventions],
         "statics": [{"name": f.name, "unit": f.unit, "code": code(f),
                      "valid_range": list(f.valid_range) if f.valid_range else None} for f in spec.statics],
@@ -79,12 +81,15 @@ def _text(d: dict) -> str:
            "measurements (values in these units; the twin applies the transform):"]
     for m in d["measurements"]:
         rng = f"valid {m['valid_range']} ({m['out_of_range']})" if m["valid_range"] else "no range"
-        out.append(f"  {m['name']:<16} {m['unit'] or '-':<10} {m['transform']:<8} {rng:<28} duplicates: {m['duplicates']:<5} code {m['code']}")
+        out.append(f"  {m['name']:<16} {m['unit'] or '-':<10} {m['transform']:<8} {rng:<28} duplicates: {m['duplicates']:<5} code {m['code']}"
+                   + (f", target {m['target_range']} (twinode-plan)" if m["target_range"] else ""))
     out.append("interventions (plan/contract amount is the total; an event's value is a rate where said):")
     for i in d["interventions"]:
         val = f"event value: rate in {i['event_unit']}" if i["event_value"] == "rate" else "event value: total"
         out.append(f"  {i['name']:<16} {i['kind']:<8} amount in {i['amount_unit'] or '-':<8} {val:<32} code {i['code']}"
-                   + (f", ends at {i['end_code']}" if i["end_code"] else ""))
+                   + (f", ends at {i['end_code']}" if i["end_code"] else "")
+                   + (f", at most {i['max_dose']:g} per dose" if i["max_dose"] is not None else "")
+                   + (f", at least {i['min_spacing_h']:g} h apart" if i["min_spacing_h"] is not None else ""))
     out.append("statics (latest value at or before the window start; NaN = unknown):")
     for s in d["statics"]:
         out.append(f"  {s['name']:<16} {s['unit'] or '-':<10} " + (f"valid {s['valid_range']}  " if s["valid_range"] else "")

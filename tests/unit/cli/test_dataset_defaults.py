@@ -221,3 +221,17 @@ def test_predict_cli_writes_the_plot_with_markers(icu_twin, tmp_path, capsys):
                       "--horizon", "6", "--samples", "4", "--out", str(tmp_path / "f.parquet"), "--plot", str(png)])
     assert e.value.code == 0, capsys.readouterr().err
     assert png.stat().st_size > 10_000
+
+
+def test_info_shows_what_plan_reads_from_the_metadata(glucose_twins, capsys):
+    from twinode.cli import info
+
+    with pytest.raises(SystemExit) as e:
+        info.main(["--twin", str(glucose_twins[1])])
+    out = capsys.readouterr().out
+    assert e.value.code == 0
+    assert "target [70.0, 180.0] (twinode-plan)" in out and "at most 4 per dose, at least 1 h apart" in out
+    with pytest.raises(SystemExit):
+        info.main(["--twin", str(glucose_twins[0]), "--json"])
+    d = json.loads(capsys.readouterr().out)
+    assert d["measurements"][0]["target_range"] is None and d["interventions"][1]["max_dose"] is None

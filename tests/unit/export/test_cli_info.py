@@ -30,7 +30,8 @@ def test_info_json_gives_the_rate_codes_amount_unit(tmp_path, capsys):
     d = json.loads(capsys.readouterr().out)
     norepi = next(i for i in d["interventions"] if i["name"] == "Norepinephrine")
     assert norepi == {"name": "Norepinephrine", "kind": "infusion", "code": "INFUSION_START//221906", "event_value": "rate",
-                      "event_unit": "mcg/kg/min", "amount_unit": "mcg/kg", "end_code": "INFUSION_END//221906"}
+                      "event_unit": "mcg/kg/min", "amount_unit": "mcg/kg", "end_code": "INFUSION_END//221906",
+                      "max_dose": None, "min_spacing_h": None}
     assert d["window_start"] == "ICU_ADMISSION// (prefix)" and d["window_hours"] == 48
     sbp = next(m for m in d["measurements"] if m["name"] == "SBP")
     assert sbp["code"].endswith("(regex)") and sbp["valid_range"] == [20, 300]
