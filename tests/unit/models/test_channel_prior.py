@@ -88,7 +88,7 @@ def test_training_fits_the_prior_before_the_first_step(tmp_path):
     from twinode.training.pipeline import build_twin
 
     cfg = compose_train(tmp_path, FAST + COARSE + ["model=anchored_ode", "data.source.n_patients=40",
-                                                   "+model.lit.channel_prior=fitted"])
+                                                   "model.lit.channel_prior=fitted"])
     dm = instantiate(cfg.data)
     dm.setup()
     lit = instantiate(cfg.model.lit)(twin=build_twin(cfg, dm.dims, dm.spec))
