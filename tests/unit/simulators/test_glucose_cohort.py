@@ -344,8 +344,10 @@ def test_training_variation_leaves_the_held_out_subjects_and_their_arms_alone(tm
     from twinode.data.simulators.glucose_cohort import generate_glucose_cohort
 
     plain, wide = tmp_path / "plain", tmp_path / "wide"
-    generate_glucose_cohort(plain, 20, 1, 5, training_variation=None)
-    generate_glucose_cohort(wide, 20, 1, 5)
+    from twinode.data.simulators.glucose_behaviour import TrainingVariation
+
+    generate_glucose_cohort(plain, 20, 1, 5)
+    generate_glucose_cohort(wide, 20, 1, 5, training_variation=TrainingVariation())
     for part in ("data/held_out/0.parquet", "counterfactual/truth.parquet", "counterfactual/data/held_out/0.parquet",
                  "metadata/subject_splits.parquet"):
         assert pl.read_parquet(plain / part).equals(pl.read_parquet(wide / part)), part

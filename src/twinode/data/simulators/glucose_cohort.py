@@ -14,10 +14,11 @@
         truth.parquet                            ``branch_minute`` on (identical before it)
 
 Subjects are the 30 virtual patients drawn with replacement; each day's behaviour is drawn
-by :mod:`glucose_behaviour`. The train and tuning subjects' plans are widened
-(:func:`glucose_behaviour.widen_plan`: meal boluses given at twice their dose, temporary basal
-rates of 4-8 h) from a random stream of their own, so the held-out subjects and their
-counterfactual companion are the same with or without it. Everything follows from ``seed``.
+by :mod:`glucose_behaviour`. ``training_variation`` widens the train and tuning subjects'
+plans (:func:`glucose_behaviour.widen_plan`: meal boluses given at twice their dose, temporary
+basal rates of 4-8 h) from a random stream of their own, so the held-out subjects and their
+counterfactual companion are the same with or without it; the default leaves every plan as
+drawn (docs/counterfactual.md measures both). Everything follows from ``seed``.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def _splits(n: int, rng: np.random.Generator) -> np.ndarray:
 
 def generate_glucose_cohort(out: str | Path, n_patients: int, days: int, seed: int, branch_minute: int | None = None,
                             device: str = "cpu", behaviour: Behaviour = Behaviour(),
-                            training_variation: TrainingVariation | None = TrainingVariation()) -> CohortReport:
+                            training_variation: TrainingVariation | None = None) -> CohortReport:
     """Simulate and write the cohort (layout in the module docstring); ``branch_minute``
     defaults to 6 h before the end; ``training_variation`` None leaves every plan as drawn."""
     if not isinstance(n_patients, int) or n_patients < 1:

@@ -16,7 +16,7 @@ from pathlib import Path
 from twinode.data.sources import LoadedEvents, MedsSource
 
 # Bump when the simulator or the behaviour model changes what a seed produces.
-COHORT_VERSION = 3  # 2: doubled boluses and temporary basal rates; 3: train/tuning plans widened
+COHORT_VERSION = 2  # 2: doubled boluses and temporary basal rates
 
 
 class GlucoseSimSource:
