@@ -89,4 +89,4 @@ gpu-check:
 	bash scripts/gpu_check.sh $(ARGS)
 
 clean:
-	rm -rf outputs multirun mlartifacts mlflow.db .pytest_cache .mypy_cache .ruff_cache
+	rm -rf outputs multirun mlartifacts mlflow.db mlflow.db.lock .pytest_cache .mypy_cache .ruff_cache
