@@ -13,7 +13,8 @@ table, then effect and 2-h errors as ratios to the plan-blind and LOCF errors.
 
 COHORT_DIR is what `twinode-data simulate glucose --patients N --days 1 --seed S --out DIR`
 writes, or the cache folder experiment=glucose trains on
-(<cache_dir>/glucose_sim/n<N>_d1_s<S>_v2).
+(<cache_dir>/glucose_sim/n<N>_d1_s<S>_v2). Effect errors are also given against the truth clamped to the
+sensor's range (39-400 mg/dL), with the floor that range sets for any forecaster.
 """
 
 import argparse

@@ -355,3 +355,22 @@ def test_training_variation_leaves_the_held_out_subjects_and_their_arms_alone(tm
     assert not train_plain.equals(train_wide)
     kinds = pl.read_parquet(wide / "metadata/behaviour.parquet")["kind"].to_list()
     assert kinds.count("temp_basal") > pl.read_parquet(plain / "metadata/behaviour.parquet")["kind"].to_list().count("temp_basal")
+
+
+def test_effect_in_sensor_range_and_its_floor():
+    """A truth above the sensor's 400 mg/dL: a forecaster that returns the clamped truth is
+    exact in the sensor's range and pays exactly the floor against the raw truth."""
+    from twinode.data.simulators.glucose_eval import summary_markdown
+
+    fact = np.full((2, 72), 150.0)
+    arm = fact.copy()
+    arm[0, -1], arm[1, -1] = 600.0, 250.0
+    clamped = np.clip(arm, 39.0, 400.0)
+    forecasts = {"factual": {"clamped": fact, "locf": fact + 10.0}, "basal_suspend": {"clamped": clamped, "locf": fact + 10.0}}
+    rows = {(r["arm"], r["forecaster"]): r for r in score([ArmForecasts(a, t, forecasts[a]) for a, t in
+                                                             (("factual", fact), ("basal_suspend", arm))])}
+    r = rows["basal_suspend", "clamped"]
+    assert r["effect_rmse_6h_sensor"] == 0.0
+    assert r["effect_floor_6h"] == pytest.approx(np.sqrt(200.0 ** 2 / 2)) == r["effect_rmse_6h"]
+    assert r["true_effect_rms_6h_sensor"] == pytest.approx(np.sqrt((250.0 ** 2 + 100.0 ** 2) / 2))
+    assert "| basal_suspend | clamped | 141.4 |" in summary_markdown(list(rows.values()))

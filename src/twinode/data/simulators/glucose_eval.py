@@ -7,6 +7,8 @@ against the truth at 30 min, 2 h and 6 h, and over the whole 6-h horizon for tim
 (70-180 mg/dL) and Clarke error grid zones. The *effect* error compares the predicted
 difference between an arm and the factual plan with the true difference: a forecaster that
 ignores the plan (last observation carried forward) has effect 0 and pays the whole effect.
+The effect is also scored against the truth clamped to the sensor's range (39-400 mg/dL, what
+the CGM shows and a twin.pt returns), with the floor that clamping sets for any forecaster.
 
 Forecasters: ``twin`` (the twin under the arm's plan), ``twin_plan_blind`` (the same twin
 given the factual plan on every arm: its own forecast, blind to the change), ``locf`` (the
@@ -26,6 +28,9 @@ import polars as pl
 import torch
 
 HORIZONS_H = (0.5, 2.0, 6.0)
+# What the CGM can show (cgm_sensor.CGMSensor's clamp) and a twin.pt returns (the valid range
+# of its CGM channel): glucose outside it is not observable by the sensor the twin learns from.
+SENSOR_RANGE_MG_DL = (39.0, 400.0)
 STEP_H = 5.0 / 60.0
 EPOCH = datetime(2021, 1, 4)  # minute 0 of every simulated subject (glucose_cohort.EPOCH)
 BOLUS, BASAL, BASAL_END = "INSULIN//BOLUS//U", "INSULIN//BASAL//U/h", "INSULIN//BASAL_END"
@@ -168,6 +173,13 @@ def score(arms: list[ArmForecasts]) -> list[dict]:
                 true_effect = a.truth[:, k] - factual.truth[:, k]
                 row["effect_rmse_6h"] = float(np.sqrt(np.mean((pred_effect - true_effect) ** 2)))
                 row["true_effect_rms_6h"] = float(np.sqrt(np.mean(true_effect ** 2)))
+                # The same against the truth as the sensor could show it (clamped to its range),
+                # and the error no forecaster inside that range can avoid (the floor).
+                lo, hi = SENSOR_RANGE_MG_DL
+                seen_effect = np.clip(a.truth[:, k], lo, hi) - np.clip(factual.truth[:, k], lo, hi)
+                row["effect_rmse_6h_sensor"] = float(np.sqrt(np.mean((pred_effect - seen_effect) ** 2)))
+                row["true_effect_rms_6h_sensor"] = float(np.sqrt(np.mean(seen_effect ** 2)))
+                row["effect_floor_6h"] = float(np.sqrt(np.mean((seen_effect - true_effect) ** 2)))
             row["tir_abs_error_pp"] = float(100 * np.mean(np.abs(time_in_range(pred) - time_in_range(a.truth))))
             zones = clarke_zones(a.truth.reshape(-1), pred.reshape(-1))
             row["clarke_ab_pct"] = float(100 * np.isin(zones, ["A", "B"]).mean())
@@ -184,15 +196,20 @@ def markdown(rows: list[dict]) -> str:
 
 def summary_markdown(rows: list[dict]) -> str:
     """Per arm and forecaster: effect RMSE at 6 h and its ratio to the plan-blind error (the
-    true effect's RMS), and RMSE at 2 h and its ratio to LOCF's."""
+    true effect's RMS), the same against the truth clamped to the sensor's range, the floor of
+    a forecaster inside that range (as a ratio to the plan-blind error), and RMSE at 2 h and
+    its ratio to LOCF's."""
     locf_2h = {r["arm"]: r["rmse_2h"] for r in rows if r["forecaster"] == "locf"}
-    head = ("| arm | forecaster | effect RMSE 6 h | / plan-blind | RMSE 2 h | / LOCF |\n"
-            "|---|---|---:|---:|---:|---:|\n")
+    head = ("| arm | forecaster | effect RMSE 6 h | / plan-blind | in sensor range | / plan-blind | floor / plan-blind "
+            "| RMSE 2 h | / LOCF |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
     lines = []
     for r in rows:
-        eff, blind = r.get("effect_rmse_6h"), r.get("true_effect_rms_6h")
-        eff_s = "" if eff is None else f"{eff:.1f}"
-        ratio = "" if eff is None or not blind else f"{eff / blind:.2f}"
-        lines.append(f"| {r['arm']} | {r['forecaster']} | {eff_s} | {ratio} | {r['rmse_2h']:.1f} | "
+        cells = []
+        for eff_key, blind_key in (("effect_rmse_6h", "true_effect_rms_6h"), ("effect_rmse_6h_sensor", "true_effect_rms_6h_sensor")):
+            eff, blind = r.get(eff_key), r.get(blind_key)
+            cells += ["" if eff is None else f"{eff:.1f}", "" if eff is None or not blind else f"{eff / blind:.2f}"]
+        floor, blind = r.get("effect_floor_6h"), r.get("true_effect_rms_6h")
+        cells.append("" if floor is None or not blind else f"{floor / blind:.2f}")
+        lines.append(f"| {r['arm']} | {r['forecaster']} | " + " | ".join(cells) + f" | {r['rmse_2h']:.1f} | "
                      f"{r['rmse_2h'] / locf_2h[r['arm']]:.2f} |\n")
     return head + "".join(lines)
