@@ -151,6 +151,8 @@ def test_experiment_glucose_composes_a_simulated_source(tmp_path):
     assert [f.name for f in spec.measurements] == ["CGM"]
     assert [f.name for f in spec.interventions] == ["Carbs", "InsulinBolus", "InsulinBasal"]
     assert spec.window_hours - cfg.data.horizon_h == 18.0  # the forecast cut is the counterfactual branch
+    # The insulin channels' slow inputs, and every epoch trained (docs/counterfactual.md).
+    assert list(cfg.model.twin.dose_time_scales) == [1.0, 3.0] and cfg.callbacks.early_stopping is None
 
 
 @pytest.mark.slow
