@@ -9,7 +9,7 @@ plus -CF x the changed insulin that has acted; twinode.evaluation.bolus_rule). P
 table, then effect and 2-h errors as ratios to the plan-blind and LOCF errors.
 
     .venv/bin/python scripts/eval_counterfactual.py --twin out/twin.pt --cohort COHORT_DIR \
-        [--spec glucose] [--out results.json]
+        [--spec glucose] [--out results.json] [--time-course]
 
 COHORT_DIR is what `twinode-data simulate glucose --patients N --days 1 --seed S --out DIR`
 writes, or the cache folder experiment=glucose trains on
@@ -24,7 +24,7 @@ import sys
 import torch
 
 from twinode.data.spec_files import load_spec
-from twinode.data.simulators.glucose_eval import forecast_arms, markdown, score, summary_markdown
+from twinode.data.simulators.glucose_eval import effect_time_course, forecast_arms, markdown, score, summary_markdown
 from twinode.errors import TwinodeError
 from twinode.export.torchscript import load_twin
 
@@ -35,16 +35,21 @@ def main() -> int:
     ap.add_argument("--cohort", required=True, help="simulated cohort folder with counterfactual/")
     ap.add_argument("--spec", default="glucose", help="configs/data/<NAME>.yaml the twin was trained with")
     ap.add_argument("--out", help="write the rows as JSON here")
+    ap.add_argument("--time-course", action="store_true",
+                    help="also print the twin's effect hour by hour against the truth (mean, RMSE, correlation, slope)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     try:
         twin, meta = load_twin(args.twin)
-        rows = score(forecast_arms(twin, args.cohort, load_spec(args.spec)))
+        arms = forecast_arms(twin, args.cohort, load_spec(args.spec))
+        rows = score(arms)
     except TwinodeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     print(markdown(rows))
     print(summary_markdown(rows))
+    if args.time_course:
+        print(effect_time_course(arms))
     if args.out:
         with open(args.out, "w") as fh:
             json.dump({"twin": args.twin, "cohort": args.cohort, "run_id": meta.get("training_run_id"), "rows": rows}, fh, indent=1)

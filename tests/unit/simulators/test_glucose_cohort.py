@@ -376,3 +376,17 @@ def test_effect_in_sensor_range_and_its_floor():
     assert r["effect_floor_6h"] == pytest.approx(np.sqrt(200.0 ** 2 / 2)) == r["effect_rmse_6h"]
     assert r["true_effect_rms_6h_sensor"] == pytest.approx(np.sqrt((250.0 ** 2 + 100.0 ** 2) / 2))
     assert "| basal_suspend | clamped | 141.4 |" in summary_markdown(list(rows.values()))
+
+
+def test_effect_time_course_reads_scale_and_timing():
+    """A forecaster with half the true effect: slope 0.5, correlation 1, per hour."""
+    from twinode.data.simulators.glucose_eval import effect_time_course
+
+    fact = np.full((3, 72), 120.0)
+    ramp = np.linspace(0.0, 1.0, 72)[None, :] * np.array([[30.0], [60.0], [90.0]])
+    arms = [ArmForecasts("factual", fact, {"twin": fact.copy()}),
+            ArmForecasts("basal_suspend", fact + ramp, {"twin": fact + 0.5 * ramp})]
+    table = effect_time_course(arms, hours=(6,))
+    row = [line for line in table.splitlines() if line.startswith("| basal_suspend | 6 |")][0].split("|")
+    assert float(row[-3]) == pytest.approx(1.0, abs=1e-2) and float(row[-2]) == pytest.approx(0.5, abs=1e-2)
+    assert float(row[3]) == pytest.approx(60.0, abs=0.1) and float(row[5]) == pytest.approx(30.0, abs=0.1)

@@ -213,3 +213,25 @@ def summary_markdown(rows: list[dict]) -> str:
         lines.append(f"| {r['arm']} | {r['forecaster']} | " + " | ".join(cells) + f" | {r['rmse_2h']:.1f} | "
                      f"{r['rmse_2h'] / locf_2h[r['arm']]:.2f} |\n")
     return head + "".join(lines)
+
+
+def effect_time_course(arms: list[ArmForecasts], forecaster: str = "twin", hours=(1, 2, 3, 4, 5, 6)) -> str:
+    """Per arm and hour after the branch: the true effect's mean and RMS, the forecaster's mean
+    effect, its effect RMSE, the correlation across subjects and the slope of the predicted on
+    the true effect (least squares through 0): whether a what-if is too small, too early or
+    too late, rather than one number at 6 h."""
+    factual = next(a for a in arms if a.arm == "factual")
+    lines = ["| arm | hour | true mean | true RMS | predicted mean | effect RMSE | correlation | slope |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for a in arms:
+        if a.arm == "factual":
+            continue
+        for h in hours:
+            k = int(round(h / STEP_H)) - 1
+            t = a.truth[:, k] - factual.truth[:, k]
+            e = a.forecasts[forecaster][:, k] - factual.forecasts[forecaster][:, k]
+            corr = float(np.corrcoef(e, t)[0, 1]) if e.std() > 0 and t.std() > 0 else float("nan")
+            slope = float((e * t).sum() / max((t * t).sum(), 1e-12))
+            lines.append(f"| {a.arm} | {h:g} | {t.mean():.1f} | {np.sqrt((t ** 2).mean()):.1f} | {e.mean():.1f} | "
+                         f"{np.sqrt(((e - t) ** 2).mean()):.1f} | {corr:.2f} | {slope:.2f} |")
+    return "\n".join(lines) + "\n"
