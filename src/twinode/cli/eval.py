@@ -89,7 +89,7 @@ EXAMPLE = """twinode-eval --checkpoint outputs/train/runs/<time>/checkpoints/las
 twinode-eval --twin twin.pt --override experiment=physionet2012 --override paths.data_dir=data --out eval/"""
 
 
-def parser():
+def build_parser():
     p = exits.parser("twinode-eval", __doc__, EXAMPLE)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", type=Path, help="Lightning .ckpt written by twinode-train")
@@ -109,7 +109,7 @@ def parser():
 
 
 def main(argv: list[str] | None = None) -> None:
-    exits.run(parser(), _body, argv)
+    exits.run(build_parser(), _body, argv)
 
 
 def run(argv: list[str] | None = None) -> int:
