@@ -96,8 +96,8 @@ def evaluate_twin(twin, dm, protocols: tuple[str, ...] = tuple(PROTOCOLS), batch
         y = torch.cat(labels)
         if twin_p:
             results["risk"]["twin"] = risk_scores(y, torch.cat(twin_p))
-        train_b = collate_windows([w for w in ForecastWindows(dm.splits["train"], dm.horizon_h, dm.spec.window_hours,
-                                                              "interpolation")])
+        whole = ForecastWindows(dm.splits["train"], dm.horizon_h, dm.spec.window_hours, "interpolation")
+        train_b = collate_windows([whole[i] for i in range(len(whole))])
         known = torch.isfinite(train_b.outcome)
         if bool(known.any()) and y.numel():
             model = LogisticRisk().fit(summary_features(train_b.hist_x, train_b.hist_m, train_b.static,
