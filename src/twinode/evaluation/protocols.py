@@ -27,6 +27,9 @@ from twinode.evaluation.scoring import ForecastScore, ratio_intervals, risk_scor
 from twinode.training.metrics import MinMaxScale
 
 PROTOCOLS = {"forecast": "fixed", "imputation": "imputation", "interpolation": "interpolation"}
+# Which half of each stay the imputation protocol holds out: fixed, so twins trained with
+# different seeds are scored on the same targets (42 is the training default's seed).
+PROTOCOL_SEED = 42
 
 
 def minmax_scale(dm) -> MinMaxScale:
@@ -40,7 +43,7 @@ def minmax_scale(dm) -> MinMaxScale:
 
 
 def _loader(records, dm, mode: str, batch_size: int) -> DataLoader:
-    windows = ForecastWindows(records, dm.horizon_h, dm.spec.window_hours, mode, seed=dm.seed)
+    windows = ForecastWindows(records, dm.horizon_h, dm.spec.window_hours, mode, seed=PROTOCOL_SEED)
     return DataLoader(windows, batch_size=batch_size, shuffle=False, collate_fn=collate_windows)
 
 
