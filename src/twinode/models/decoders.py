@@ -55,10 +55,13 @@ class AnchoredDecoder(nn.Module):
     """
 
     def __init__(self, latent_dim: int, n_measurements: int, hidden: int = 64, min_std: float = 1e-2,
-                 rate_per_h: float = 0.1):
+                 rate_per_h: float = 0.1, dropout: float = 0.0):
         super().__init__()
         D = n_measurements
         self.n = D
+        # Dropout on the subject head's inputs while training (the anchor state and each channel's
+        # history summary): the head fits a few thousand stays and overfits them first.
+        self.dropout = dropout
         self.log_min_std = math.log(min_std)
         self.default_log_k = math.log(rate_per_h)
         self.log_k = nn.Parameter(torch.full([D], math.log(rate_per_h)))
@@ -128,6 +131,7 @@ class AnchoredDecoder(nn.Module):
         ``staleness`` is how long before the anchor each channel was last seen (hours)."""
         seen = (h_cnt > 0).to(h_mean.dtype)
         feats = torch.cat([z_a, h_mean, last, torch.log1p(h_cnt), torch.log1p(staleness * seen)], dim=-1)
+        feats = torch.nn.functional.dropout(feats, self.dropout, self.training)
         adj = self.subject(feats)
         d_level, d_logk, d_logsp = adj[:, : self.n], adj[:, self.n: 2 * self.n], adj[:, 2 * self.n:]
         n0 = torch.nn.functional.softplus(self.raw_n0) + 1e-3

@@ -54,7 +54,8 @@ class PatientTwin(nn.Module):
                  risk_head: bool = False, encoder: str = "gru_delta", encoder_direction: str = "backward",
                  encoder_ode_steps: int = 1, encoder_method: str = "rk4", encoder_time_scale_h: float = 24.0,
                  mechanistic: Optional[Callable[..., nn.Module]] = None, decoder: str = "latent",
-                 anchor_rate_per_h: float = 0.1, dose_time_scales: Optional[List[float]] = None):
+                 anchor_rate_per_h: float = 0.1, dose_time_scales: Optional[List[float]] = None,
+                 anchor_dropout: float = 0.0):
         super().__init__()
         if n_measurements < 1:
             raise ValueError(f"a twin needs at least one measurement channel, got n_measurements={n_measurements}")
@@ -80,7 +81,8 @@ class PatientTwin(nn.Module):
             raise ConfigError("model.twin.decoder", decoder, DECODERS)
         self.anchored = decoder == "anchored"
         if self.anchored:
-            self.decoder = AnchoredDecoder(latent_dim, n_measurements, hidden, rate_per_h=anchor_rate_per_h)
+            self.decoder = AnchoredDecoder(latent_dim, n_measurements, hidden, rate_per_h=anchor_rate_per_h,
+                                           dropout=anchor_dropout)
         else:
             self.decoder = GaussianDecoder(latent_dim, n_measurements, hidden)
         # Outcome risk (e.g. in-hospital death) from the latent state at the anchor; the

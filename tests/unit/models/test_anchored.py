@@ -201,3 +201,20 @@ def test_ode_rnn_encoder_says_streaming_needs_the_gru():
     twin = torch.jit.script(PatientTwin(3, 2, 1, latent_dim=4, hidden=8, encoder_hidden=8, encoder="ode_rnn"))
     with pytest.raises(Exception, match="gru_delta"):
         twin.encoder.init_state(torch.zeros(1, 8))
+
+
+def test_subject_head_dropout_acts_in_training_only_and_scripts():
+    twin = PatientTwin(3, 2, 0, latent_dim=4, hidden=8, decoder="anchored", anchor_dropout=0.5)
+    z = torch.randn(6, 4)
+    args = (z, torch.randn(6, 3), torch.full((6, 3), 2.0), torch.randn(6, 3), torch.ones(6, 3))
+    for layer in (twin.decoder.subject[-1],):  # a non-zero head, so dropped inputs show
+        torch.nn.init.normal_(layer.weight)
+    twin.train()
+    torch.manual_seed(0)
+    a = twin.decoder.subject_params(*args)[0]
+    b = twin.decoder.subject_params(*args)[0]
+    assert not torch.allclose(a, b)
+    twin.eval()
+    torch.testing.assert_close(twin.decoder.subject_params(*args)[0], twin.decoder.subject_params(*args)[0])
+    scripted = torch.jit.script(twin.decoder)
+    torch.testing.assert_close(scripted.subject_params(*args)[0], twin.decoder.subject_params(*args)[0])
