@@ -5,7 +5,7 @@ A checkpoint is data from outside: it is loaded with ``torch.load(..., weights_o
 and the training config stored in it is data too. Only twinode's own classes
 (:func:`allowed_targets`) may be instantiated from a checkpoint's config, and the config may
 hold no ``${...}`` interpolations (a stored config is resolved when saved). ``trust=True``
-(``trust_checkpoint=true`` for twinode-export, ``--trust-checkpoint`` for twinode-eval) lifts
+(``--trust-checkpoint`` for twinode-export and twinode-eval, ``trust_checkpoint=true`` for twinode-train) lifts
 both limits for a checkpoint from a source you trust; it is never the default.
 
 This module sits below ``training/`` and ``export/``: both, and the CLIs, import it.
@@ -26,7 +26,8 @@ from omegaconf import DictConfig, OmegaConf
 from twinode.errors import ExportError
 
 REQUIRED_KEYS = ("config", "dims", "spec", "normaliser")
-TRUST_HINT = "if you trust its source, pass trust_checkpoint=true (twinode-export) or --trust-checkpoint (twinode-eval)"
+TRUST_HINT = ("if you trust its source, pass --trust-checkpoint (twinode-export, twinode-eval) or trust_checkpoint=true "
+              "(twinode-train resume)")
 
 # The classes a checkpoint's config may name: these, and every ``twinode.*`` ``_target_`` in the
 # configs shipped with this package (:func:`allowed_targets`). Anything else -- a user's own
