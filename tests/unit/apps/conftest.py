@@ -25,12 +25,15 @@ def glucose_twin_file(tmp_path_factory):
 
 
 def export_glucose_twin(path, **planning: dict):
-    """The tiny glucose twin with planning fields set per feature name, e.g. ``CGM={"target_range": (70, 180)}``."""
+    """The tiny glucose twin with planning fields set per feature name, e.g. ``CGM={"target_range": (70, 180)}``;
+    none set where not given (the shipped glucose spec sets them)."""
     torch.manual_seed(0)
     twin = PatientTwin(1, 3, 3, solver=functools.partial(FixedGridSolver, step=0.5), latent_dim=8, hidden=16,
                        encoder_hidden=16, risk_head=False)
     spec = load_spec("glucose")
-    spec = dataclasses.replace(spec, features=tuple(dataclasses.replace(f, **planning.get(f.name, {})) for f in spec.features))
+    unset = {"target_range": None, "max_dose": None, "min_spacing_h": None}
+    spec = dataclasses.replace(spec, features=tuple(dataclasses.replace(f, **{**unset, **planning.get(f.name, {})})
+                                                    for f in spec.features))
     export_twin(twin, NORMALISER, spec, path, solver={"method": "rk4", "step": 0.5})
     return path
 

@@ -235,3 +235,11 @@ def test_info_shows_what_plan_reads_from_the_metadata(glucose_twins, capsys):
         info.main(["--twin", str(glucose_twins[0]), "--json"])
     d = json.loads(capsys.readouterr().out)
     assert d["measurements"][0]["target_range"] is None and d["interventions"][1]["max_dose"] is None
+
+
+def test_the_shipped_glucose_spec_gives_twinode_plan_its_defaults():
+    from twinode.data.spec_files import load_spec
+
+    spec = {f.name: f for f in load_spec("glucose").features}
+    assert tuple(spec["CGM"].target_range) == (70.0, 180.0)
+    assert (spec["InsulinBolus"].max_dose, spec["InsulinBolus"].min_spacing_h) == (10.0, 2.0)
