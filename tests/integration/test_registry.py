@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.integration.published_twin import train_and_publish
 from twinode.cli.export import main as export_main
-from twinode.cli.exits import exit_code
+from twinode.apps.command_line import exit_code
 from twinode.cli.predict import main as predict_main
 from twinode.export.torchscript import load_verified_twin
 from twinode.tracking.registry import model_name_for, tracking_uri_set

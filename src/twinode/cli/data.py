@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from twinode.cli import exits
+from twinode.apps import command_line
 from twinode.data.spec_files import load_spec  # noqa: F401  (twinode-data validate --spec)
 
 EXAMPLE = """twinode-data validate data/physionet2012_meds --spec physionet2012
@@ -71,23 +71,23 @@ def cmd_import(args) -> int:
 
 
 def build_parser():
-    p = exits.parser("twinode-data", __doc__, EXAMPLE)
-    sub = p.add_subparsers(dest="command", required=True, parser_class=exits.Parser)
+    p = command_line.parser("twinode-data", __doc__, EXAMPLE)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=command_line.Parser)
     v = sub.add_parser("validate", help="schema and content checks, with a report", description="Schema and content "
                        "checks of an event table or MEDS dataset, with a report.",
-                       epilog=exits.epilog("twinode-data validate data/physionet2012_meds --spec physionet2012 --json"),
+                       epilog=command_line.epilog("twinode-data validate data/physionet2012_meds --spec physionet2012 --json"),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     v.add_argument("path", help="MEDS dataset folder, or a long .csv/.parquet file")
     v.add_argument("--spec", help="configs/data/<NAME>.yaml (its source.spec) or a FeatureSpec YAML path")
     v.add_argument("--json", action="store_true", help="print the report as JSON")
     v.set_defaults(func=cmd_validate)
     imp = sub.add_parser("import", help="convert a challenge distribution into a MEDS dataset",
-                         epilog=exits.epilog("twinode-data import physionet2012 --archive set-a.tar.gz "
+                         epilog=command_line.epilog("twinode-data import physionet2012 --archive set-a.tar.gz "
                                              "--outcomes Outcomes-a.txt --out data/physionet2012_meds"),
                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    which = imp.add_subparsers(dest="dataset", required=True, parser_class=exits.Parser)
+    which = imp.add_subparsers(dest="dataset", required=True, parser_class=command_line.Parser)
     pn = which.add_parser("physionet2012", help="PhysioNet/CinC Challenge 2012 (set-a.tar.gz + Outcomes-a.txt)",
-                          epilog=exits.epilog("twinode-data import physionet2012 --archive set-a.tar.gz "
+                          epilog=command_line.epilog("twinode-data import physionet2012 --archive set-a.tar.gz "
                                               "--outcomes Outcomes-a.txt --out data/physionet2012_meds"),
                           formatter_class=argparse.RawDescriptionHelpFormatter)
     pn.add_argument("--archive", required=True)
@@ -99,7 +99,7 @@ def build_parser():
     from twinode.data.simulators.glucose_cli import add_parser as add_simulate
 
     add_simulate(sub)
-    example = exits.epilog("twinode-data simulate glucose --patients 200 --days 1 --seed 0 --out data/glucose\n"
+    example = command_line.epilog("twinode-data simulate glucose --patients 200 --days 1 --seed 0 --out data/glucose\n"
                            "twinode-data simulate glucose --scenarios scenarios.json --out trajectories.parquet")
     sim = sub.choices["simulate"]
     sim.epilog, sim.formatter_class = example, argparse.RawDescriptionHelpFormatter
@@ -128,7 +128,7 @@ def _body(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    exits.run(build_parser(), _body, argv)
+    command_line.run(build_parser(), _body, argv)
 
 
 if __name__ == "__main__":

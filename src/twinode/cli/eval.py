@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from twinode.cli import exits
+from twinode.apps import command_line
 from twinode.evaluation.protocols import PROTOCOLS
 
 
@@ -90,12 +90,12 @@ twinode-eval --twin twin.pt --override experiment=physionet2012 --override paths
 
 
 def build_parser():
-    p = exits.parser("twinode-eval", __doc__, EXAMPLE)
+    p = command_line.parser("twinode-eval", __doc__, EXAMPLE)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", type=Path, help="Lightning .ckpt written by twinode-train")
     src.add_argument("--twin", type=Path, help="exported twin.pt (give the data with --override)")
-    exits.deprecated_alias(src, "--model", "--twin", "twin", type=Path)
-    exits.add_sha256(p)
+    command_line.deprecated_alias(src, "--model", "--twin", "twin", type=Path)
+    command_line.add_sha256(p)
     p.add_argument("--override", action="append", default=[], help="train-config override for --twin, e.g. experiment=physionet2012")
     p.add_argument("--protocol", action="append", choices=tuple(PROTOCOLS), help="repeatable; default: all")
     p.add_argument("--data-dir", help="dataset directory, when it moved since training")
@@ -109,12 +109,12 @@ def build_parser():
 
 
 def main(argv: list[str] | None = None) -> None:
-    exits.run(build_parser(), _body, argv)
+    command_line.run(build_parser(), _body, argv)
 
 
 def run(argv: list[str] | None = None) -> int:
     """:func:`main` as a function that returns the exit code instead of exiting."""
-    return exits.exit_code(main, [] if argv is None else argv)
+    return command_line.exit_code(main, [] if argv is None else argv)
 
 
 if __name__ == "__main__":

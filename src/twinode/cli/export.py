@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from twinode.cli import exits
+from twinode.apps import command_line
 from twinode.errors import ConfigError
 
 EXPORT_EXAMPLE = """twinode-export --checkpoint outputs/train/runs/<time>/checkpoints/last.ckpt --out twin.pt
@@ -27,7 +27,7 @@ LEGACY_KEYS = {"ckpt_path": "--checkpoint", "out": "--out", "run_id": "--run-id"
 
 
 def build_parser():
-    p = exits.parser("twinode-export", __doc__, EXPORT_EXAMPLE)
+    p = command_line.parser("twinode-export", __doc__, EXPORT_EXAMPLE)
     p.add_argument("--checkpoint", default=None, help="Lightning .ckpt written by twinode-train (required)")
     p.add_argument("--out", default=None, help="the twin file to write, e.g. twin.pt (required)")
     p.add_argument("--run-id", default=None, metavar="RUN", help="the MLflow run id to record in the twin's metadata")
@@ -39,11 +39,11 @@ def build_parser():
 def promote_parser():
     from twinode.tracking.registry import CHAMPION
 
-    p = exits.parser("twinode-export promote", "Point an alias (default champion) at a model version.", PROMOTE_EXAMPLE)
+    p = command_line.parser("twinode-export promote", "Point an alias (default champion) at a model version.", PROMOTE_EXAMPLE)
     p.add_argument("--name", required=True, help="registered model name")
     p.add_argument("--version", required=True, help="model version to promote")
     p.add_argument("--alias", default=CHAMPION, help=f"the alias to move (default {CHAMPION})")
-    exits.add_tracking_uri(p, "of the registry")
+    command_line.add_tracking_uri(p, "of the registry")
     return p
 
 
@@ -106,7 +106,7 @@ def _promote(a) -> int:
 
 def _export_args(argv: list[str]):
     p = build_parser()
-    a = exits.parse(p, argv)
+    a = command_line.parse(p, argv)
     missing = [flag for flag, v in (("--checkpoint", a.checkpoint), ("--out", a.out)) if not v]
     if missing:
         p.error(f"the following arguments are required: {', '.join(missing)}")
@@ -116,9 +116,9 @@ def _export_args(argv: list[str]):
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["promote"]:
-        exits.run(promote_parser(), _promote, argv[1:])
-    a = exits.exit_on_error(lambda: _export_args(legacy_argv(argv)))
-    exits.run_and_exit(_export, a)
+        command_line.run(promote_parser(), _promote, argv[1:])
+    a = command_line.exit_on_error(lambda: _export_args(legacy_argv(argv)))
+    command_line.run_and_exit(_export, a)
 
 
 if __name__ == "__main__":

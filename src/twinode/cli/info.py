@@ -15,25 +15,25 @@ import json
 import sys
 import tempfile
 
-from twinode.cli import exits
+from twinode.apps import command_line
 
 EXAMPLE = """twinode-info --twin outputs/train/runs/<time>/twin.pt
 twinode-info --twin models:/twinode-synthetic_icu@champion --tracking-uri sqlite:///mlflow.db --json"""
 
 
 def build_parser():
-    p = exits.parser("twinode-info", __doc__, EXAMPLE)
-    exits.add_twin(p, required=False, help="twin.pt, or models:/NAME@ALIAS (or models:/NAME/VERSION)")
+    p = command_line.parser("twinode-info", __doc__, EXAMPLE)
+    command_line.add_twin(p, required=False, help="twin.pt, or models:/NAME@ALIAS (or models:/NAME/VERSION)")
     p.add_argument("twin_arg", nargs="?", default=None, metavar="TWIN", help="the same as --twin")
-    exits.add_sha256(p)
+    command_line.add_sha256(p)
     p.add_argument("--json", action="store_true", help="print the description as JSON")
-    exits.add_tracking_uri(p)
+    command_line.add_tracking_uri(p)
     return p
 
 
 def _args(argv):
     p = build_parser()
-    a = exits.parse(p, argv)
+    a = command_line.parse(p, argv)
     if a.twin is not None and a.twin_arg is not None and a.twin != a.twin_arg:
         p.error(f"two twins given: --twin {a.twin} and {a.twin_arg}")
     a.twin = a.twin or a.twin_arg
@@ -116,7 +116,7 @@ def run(a) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    exits.run_and_exit(run, _args(argv))
+    command_line.run_and_exit(run, _args(argv))
 
 
 if __name__ == "__main__":

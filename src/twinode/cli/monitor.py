@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from twinode.cli import exits
+from twinode.apps import command_line
 from twinode.apps.history_options import add_window_args, skipped_text
 from twinode.errors import DataError
 
@@ -30,9 +30,9 @@ tail -f events.jsonl | twinode-monitor --twin twin.pt --stream -"""
 
 
 def build_parser():
-    p = exits.parser("twinode-monitor", __doc__, EXAMPLE)
-    exits.add_twin(p)
-    exits.add_sha256(p)
+    p = command_line.parser("twinode-monitor", __doc__, EXAMPLE)
+    command_line.add_twin(p)
+    command_line.add_sha256(p)
     p.add_argument("--stream", required=True, help="newline-delimited JSON or long CSV events in hours; '-' reads stdin as "
                    "it arrives; a MEDS folder, a parquet file or timestamped CSV is replayed in time order")
     add_window_args(p, "replay")
@@ -49,14 +49,14 @@ def build_parser():
     p.add_argument("--plot", default=None, help="PNG of values, forecast band and alerts, one panel per channel")
     p.add_argument("--channel", action="append", default=None, metavar="NAME",
                    help="--plot these measurements (repeat, or a comma list; default: every channel with scored readings)")
-    exits.add_tracking_uri(p, "for models:/ URIs and --run-id")
-    exits.add_run_id(p, "log the plot into this MLflow run")
+    command_line.add_tracking_uri(p, "for models:/ URIs and --run-id")
+    command_line.add_run_id(p, "log the plot into this MLflow run")
     return p
 
 
 def _args(argv):
     p = build_parser()
-    a = exits.parse(p, argv)
+    a = command_line.parse(p, argv)
     if a.channel is not None:
         a.channel = [c.strip() for part in a.channel for c in part.split(",") if c.strip()]
         if not a.channel:
@@ -164,7 +164,7 @@ def run(a) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    exits.run_and_exit(run, _args(argv))
+    command_line.run_and_exit(run, _args(argv))
 
 
 if __name__ == "__main__":

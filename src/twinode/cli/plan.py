@@ -20,7 +20,7 @@ from collections import Counter
 
 import torch
 
-from twinode.cli import exits
+from twinode.apps import command_line
 from twinode.apps.history_options import add_history_args, read_history_args, report_history
 
 EXAMPLE = """twinode-plan --twin twin.pt --history patient.csv --candidates plans.yaml --low 70 --high 180 --out ranked.json
@@ -28,9 +28,9 @@ twinode-plan --twin twin.pt --history patient.csv --optimise --dose InsulinBolus
 
 
 def build_parser():
-    p = exits.parser("twinode-plan", __doc__, EXAMPLE)
-    exits.add_twin(p)
-    exits.add_sha256(p)
+    p = command_line.parser("twinode-plan", __doc__, EXAMPLE)
+    command_line.add_twin(p)
+    command_line.add_sha256(p)
     add_history_args(p)
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--candidates", help="YAML/JSON: list of {label, doses: [{name, time_h, amount, duration_h}]}")
@@ -53,14 +53,14 @@ def build_parser():
     p.add_argument("--base", default=None, help="--optimise: a candidates file whose first plan is always given (e.g. a meal)")
     p.add_argument("--out", default=None, help="JSON with the ranked plans")
     p.add_argument("--plot", default=None, help="PNG of the history and each plan's band on the target")
-    exits.add_tracking_uri(p, "for models:/ URIs and --run-id")
-    exits.add_run_id(p, "log the plot into this MLflow run")
+    command_line.add_tracking_uri(p, "for models:/ URIs and --run-id")
+    command_line.add_run_id(p, "log the plot into this MLflow run")
     return p
 
 
 def _args(argv):
     p = build_parser()
-    a = exits.parse(p, argv)
+    a = command_line.parse(p, argv)
     if not 0 < a.horizon <= 72:
         p.error(f"--horizon must be in (0, 72] hours, got {a.horizon}")
     if a.samples < 2:
@@ -93,7 +93,7 @@ def run(a) -> int:
         return [(label, bolus_rows(doses, meta, notes)) for label, doses in read_candidates(path, meta, h.anchor)]
 
     obj = Objective(tgt.channel, tgt.low, tgt.high, a.hypo_penalty, a.horizon)
-    if dosing is not None:  # torch.jit.Error from the twin: one error line (cli.exits)
+    if dosing is not None:  # torch.jit.Error from the twin: one error line (apps.command_line)
         base = candidates(a.base)[0][1] if a.base else torch.zeros(0, 4)
         bounds = SafetyBounds(dosing.channel, dosing.max_dose, dosing.min_spacing_h, a.max_total, a.increment)
         best, how = optimise_plan(twin, hist, past, base, obj, bounds, num_samples=a.samples, seed=a.seed)
@@ -130,7 +130,7 @@ def run(a) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    exits.run_and_exit(run, _args(argv))
+    command_line.run_and_exit(run, _args(argv))
 
 
 if __name__ == "__main__":

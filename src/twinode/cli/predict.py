@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from twinode.cli import exits
+from twinode.apps import command_line
 from twinode.apps.twin_files import load_checked_model
 from twinode.apps.history_options import add_history_args, read_history_args, report_history
 from twinode.errors import DataError
@@ -28,9 +28,9 @@ EXAMPLE = """twinode-predict --twin outputs/train/runs/<time>/twin.pt --history 
 
 
 def build_parser():
-    p = exits.parser("twinode-predict", __doc__, EXAMPLE)
-    exits.add_twin(p)
-    exits.add_sha256(p)
+    p = command_line.parser("twinode-predict", __doc__, EXAMPLE)
+    command_line.add_twin(p)
+    command_line.add_sha256(p)
     add_history_args(p)
     p.add_argument("--plan", action="append", default=[], help="YAML/JSON list of future doses (name, time_h, amount, duration_h); repeat to compare")
     p.add_argument("--horizon", type=float, required=True, help="hours after the last observation")
@@ -39,13 +39,13 @@ def build_parser():
     p.add_argument("--plot", default=None, help="optional .png: one panel per measurement, a line per plan, past and planned doses marked")
     p.add_argument("--samples", type=int, default=200, help="sampled trajectories for the interval (default 200)")
     p.add_argument("--seed", type=int, default=0)
-    exits.add_tracking_uri(p)
+    command_line.add_tracking_uri(p)
     return p
 
 
 def _args(argv):
     p = build_parser()
-    a = exits.parse(p, argv)
+    a = command_line.parse(p, argv)
     if not 0 < a.horizon <= 10000:
         p.error(f"--horizon must be in (0, 10000] hours, got {a.horizon}")
     if not 0 < a.step <= a.horizon:
@@ -163,7 +163,7 @@ def risk_caveat(validation: dict | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    exits.run_and_exit(run, _args(argv))
+    command_line.run_and_exit(run, _args(argv))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
     twinode-train [KEY=VALUE ...] [GROUP=OPTION ...]   (Hydra overrides; --help lists the config)
 
 Bad input (a TwinodeError) ends as one ``error: ...`` line and exit 2, as in every twinode
-command (twinode.cli.exits).
+command (twinode.apps.command_line).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ os.environ.setdefault("TWINODE_ROOT", str(Path.cwd().resolve()))
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from twinode.cli import exits  # noqa: E402
+from twinode.apps import command_line  # noqa: E402
 from twinode.config_dir import config_dir  # noqa: E402
 
 EXAMPLE = """twinode-train trainer.max_epochs=10 solver=dopri5 model.twin.latent_dim=32
@@ -48,7 +48,7 @@ def _report(result) -> None:
 def _main(cfg: DictConfig) -> float | None:
     from twinode.training.pipeline import train
 
-    result = exits.exit_on_error(train, cfg)
+    result = command_line.exit_on_error(train, cfg)
     from lightning.pytorch.utilities import rank_zero_only
 
     if rank_zero_only.rank == 0:  # DDP: one report, from the process that tracked and exported
@@ -58,7 +58,7 @@ def _main(cfg: DictConfig) -> float | None:
 
 def _help_footer() -> str:
     """A Hydra override that ends ``--help`` with an example, as every twinode command's help does."""
-    return "hydra.help.footer='--hydra-help lists the options of Hydra itself.\n" + exits.epilog(EXAMPLE).replace("'", "") + "'"
+    return "hydra.help.footer='--hydra-help lists the options of Hydra itself.\n" + command_line.epilog(EXAMPLE).replace("'", "") + "'"
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 """One CLI style: the import rules, every --help ending with an example, and one error line
-with exit 2 for bad input, through the shared runner (twinode.cli.exits)."""
+with exit 2 for bad input, through the shared runner (twinode.apps.command_line)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from twinode.cli import exits
+from twinode.apps import command_line
 from twinode.errors import DataError
 
 REPO = Path(__file__).resolve().parents[3]
@@ -38,16 +38,15 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-def test_no_cli_module_imports_another_cli_module_but_the_shared_runner():
+def test_no_cli_module_imports_another_cli_module():
     modules = {p.stem for p in CLI.glob("*.py") if p.stem != "__init__"}
-    assert {"exits", "predict", "plan", "export"} <= modules
+    assert {"predict", "plan", "export"} <= modules
     offenders = {}
     for path in CLI.glob("*.py"):
-        clis = {m for m in _imports(path) if m.startswith("twinode.cli.") and m.split(".")[2] in modules}
-        bad = clis - {"twinode.cli.exits"}
+        bad = {m for m in _imports(path) if m.startswith("twinode.cli.") and m.split(".")[2] in modules}
         if bad:
             offenders[path.name] = sorted(bad)
-    assert offenders == {}, f"CLI modules import other CLI modules (move shared code to twinode.apps or cli/exits.py): {offenders}"
+    assert offenders == {}, f"CLI modules import other CLI modules (move shared code to twinode.apps): {offenders}"
 
 
 def test_no_script_imports_a_cli_module():
@@ -69,7 +68,7 @@ def test_every_console_script_is_listed_and_every_argparse_one_uses_the_runner()
                             "twinode-monitor", "twinode-plan", "twinode-info"}
     for name, target in SCRIPTS.items():
         module = target.split(":")[0]
-        assert "twinode.cli.exits" in _imports(CLI / f"{module.rsplit('.', 1)[1]}.py"), name
+        assert "twinode.apps.command_line" in _imports(CLI / f"{module.rsplit('.', 1)[1]}.py"), name
 
 
 @pytest.mark.parametrize("name", sorted(n for n in SCRIPTS if n != "twinode-train"))
@@ -133,14 +132,14 @@ def _refuses(x: torch.Tensor) -> torch.Tensor:
 def test_the_runner_ends_bad_input_with_one_error_line_and_exit_2(exc, expected, capsys):
     exc = _jit_error() if exc == "jit" else exc
     with pytest.raises(SystemExit) as e:
-        exits.run_and_exit(_raise(exc), None)
+        command_line.run_and_exit(_raise(exc), None)
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1 and err.strip() == expected
 
 
 def test_the_runner_keeps_the_traceback_of_a_bug():
     with pytest.raises(ZeroDivisionError):
-        exits.run_and_exit(_raise(ZeroDivisionError("a bug")), None)
+        command_line.run_and_exit(_raise(ZeroDivisionError("a bug")), None)
 
 
 def test_usage_errors_are_one_line_naming_the_command(capsys):
@@ -154,16 +153,16 @@ def test_usage_errors_are_one_line_naming_the_command(capsys):
 
 
 def test_the_deprecated_spelling_still_works_and_says_so(capsys):
-    p = exits.parser("demo", "Demo.", "demo --twin t.pt")
-    exits.add_twin(p)
-    a = exits.parse(p, ["--model", "t.pt"])
+    p = command_line.parser("demo", "Demo.", "demo --twin t.pt")
+    command_line.add_twin(p)
+    a = command_line.parse(p, ["--model", "t.pt"])
     assert a.twin == "t.pt"
     assert "warning: --model is deprecated; use --twin" in capsys.readouterr().err
-    assert exits.parse(p, ["--twin", "u.pt"]).twin == "u.pt"
+    assert command_line.parse(p, ["--twin", "u.pt"]).twin == "u.pt"
 
 
 def test_exit_code_runs_a_command_in_process():
     from twinode.cli import info
 
-    assert exits.exit_code(info.main, ["--help"]) == 0
-    assert exits.exit_code(info.main, ["--twin", "/nonexistent/twin.pt"]) == 2
+    assert command_line.exit_code(info.main, ["--help"]) == 0
+    assert command_line.exit_code(info.main, ["--twin", "/nonexistent/twin.pt"]) == 2

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from twinode.cli.data import main
-from twinode.cli.exits import exit_code
+from twinode.apps.command_line import exit_code
 from twinode.config_dir import candidate_dirs
 from twinode.data.spec_files import load_spec
 

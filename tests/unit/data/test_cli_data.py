@@ -10,7 +10,7 @@ import polars as pl
 import yaml
 
 from twinode.cli.data import main as data_main
-from twinode.cli.exits import exit_code
+from twinode.apps.command_line import exit_code
 from twinode.data.spec_files import load_spec
 
 from conftest import REPO, TINY_SPEC

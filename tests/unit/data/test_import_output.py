@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from twinode.cli.data import main as data_main
-from twinode.cli.exits import exit_code
+from twinode.apps.command_line import exit_code
 from twinode.data.importers import physionet2012
 from twinode.data.importers.output import written_by_twinode
 from twinode.errors import DataError

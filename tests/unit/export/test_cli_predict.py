@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 import torch
 
-from twinode.cli.exits import exit_code
+from twinode.apps.command_line import exit_code
 from twinode.cli.predict import main as predict_main
 from twinode.export.inputs import read_history
 from twinode.export.torchscript import load_verified_twin

@@ -13,7 +13,7 @@ import pytest
 
 from tests.unit.export.test_integrity import _forge
 from tests.unit.test_limits import BOMB
-from twinode.cli.exits import exit_code
+from twinode.apps.command_line import exit_code
 from twinode.cli.predict import main as predict_main
 from twinode.export.integrity import file_sha256, sidecar_path
 

@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 
 from tests.conftest import compose_train
 from twinode.cli.data import main as data_main
-from twinode.cli.exits import exit_code
+from twinode.apps.command_line import exit_code
 from twinode.data.spec_files import load_spec
 from twinode.data.simulators.glucose_behaviour import Behaviour, draw_plan
 from twinode.data.simulators.glucose_cohort import ARMS, BASAL, BASAL_END, BOLUS, CGM, MEAL, WEIGHT

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from twinode.cli.data import main as data_main
-from twinode.cli.exits import exit_code
+from twinode.apps.command_line import exit_code
 from twinode.data.simulators.glucose_scenarios import load_scenarios, scenario_inputs
 from twinode.errors import DataError
 

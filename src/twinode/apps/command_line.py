@@ -9,7 +9,7 @@
   input (a TwinodeError, a TorchScript twin refusing its arguments, a file that cannot be read)
   one ``error: ...`` line on stderr and exit 2, never a traceback.
 
-Every module under ``twinode.cli`` imports this one and no other CLI module.
+Every module under ``twinode.cli`` imports this one and no CLI module.
 """
 
 from __future__ import annotations
