@@ -34,12 +34,15 @@ def fit_channel_decay(batches: Iterable, n_channels: int) -> Tuple[Tensor, Tenso
         prev, age, prev_ok = channel_anchors(b.hist_t, b.hist_x, b.hist_m, b.hist_len, b.tgt_t)[:3]
         mean, cnt = history_stats(b.hist_x, b.hist_m, b.hist_len)
         mean = (mean * (cnt > 0).to(mean.dtype)).unsqueeze(1)
-        m = b.tgt_m * prev_ok
-        for i, w in enumerate(ws):
-            level = w * mean
-            for j, k in enumerate(ks):
-                pred = level + (prev - level) * torch.exp(-k * age)
-                sse[i, j] += ((pred - b.tgt_x) ** 2 * m).sum((0, 1)).double()
+        m = (b.tgt_m * prev_ok).double()
+        prev, age, mean, tgt = prev.double(), age.double(), mean.double(), b.tgt_x.double()
+        for j, k in enumerate(ks):
+            # error = a + w c with a = prev r - target, c = mean (1 - r): every w from three sums.
+            r = torch.exp(-float(k) * age)
+            a, c = prev * r - tgt, mean * (1.0 - r)
+            saa, sac, scc = ((a * a * m).sum((0, 1)), (a * c * m).sum((0, 1)), (c * c * m).sum((0, 1)))
+            w = ws.double().unsqueeze(1)
+            sse[:, j] += saa + 2.0 * w * sac + w * w * scc
     flat = sse.flatten(0, 1)
     best = flat.argmin(0)
     untouched = flat.max(0).values == 0  # no target anywhere: nothing to fit
