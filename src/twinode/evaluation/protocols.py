@@ -68,7 +68,7 @@ def evaluate_twin(twin, dm, protocols: tuple[str, ...] = tuple(PROTOCOLS), batch
     D = len(names)
     scale = minmax_scale(dm)
     held_out = dm.splits["held_out"] or dm.splits["tuning"]
-    decay = DecayToMean.fit(_progress(_loader(dm.splits["train"], dm, "fixed", batch_size), "fit decay-to-mean", progress), D)
+    decay = DecayToMean.fit(_progress(dm.forecast_batches("train"), "fit decay-to-mean", progress), D)
     results: dict = {"protocols": {}, "risk": {}}
     labels, twin_p, feats = [], [], []
     with torch.no_grad():
