@@ -44,12 +44,19 @@ class SweepParentRun(Callback):
             ensure_store(state["tracking_uri"]).set_terminated(state["run_id"], "FINISHED")
 
 
-def sweep_parent_run_id() -> str | None:
-    """The parent run id when called inside a trial of a multirun, else None."""
+def in_multirun() -> bool:
+    """True inside a trial of a Hydra multirun (a sweep)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def sweep_parent_run_id() -> str | None:
+    """The parent run id when called inside a trial of a multirun, else None."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not in_multirun():
         return None
     path = Path(HydraConfig.get().sweep.dir) / PARENT_FILE
     return json.loads(path.read_text())["run_id"] if path.is_file() else None

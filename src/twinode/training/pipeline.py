@@ -28,7 +28,7 @@ from twinode.errors import ConfigError
 from twinode.export.integrity import signing_key
 from twinode.export.torchscript import export_twin
 from twinode.tracking.mlflow_store import ensure_store, environment_tags
-from twinode.tracking.sweep import sweep_parent_run_id
+from twinode.tracking.sweep import in_multirun, sweep_parent_run_id
 from twinode.training.resume import resume_point, write_run_state
 
 
@@ -203,14 +203,6 @@ def _train(cfg: DictConfig) -> TrainResult:
 REGISTRY_TAG = "twinode.registry"  # on a run that registered nothing: why
 
 
-def in_multirun() -> bool:
-    """True inside a trial of a Hydra multirun (a sweep)."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
 def registry_skip_reason(cfg: DictConfig, fit_completed: bool = True) -> str | None:
     """Why this run must not register a model version (nor move its alias), or None when it may.
 
@@ -237,10 +229,7 @@ def _refuse_multirun_spawn(trainer: L.Trainer) -> None:
     """Hydra multirun + Lightning-launched DDP re-runs the whole sweep in every child process
     (Lightning restarts the command line, ``-m`` included). Refuse it; on clusters the
     submitit launcher has SLURM start one process per device instead."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+    if not in_multirun():
         return
     if trainer.num_devices * trainer.num_nodes <= 1:
         return
