@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from twinode.models.anchoring import history_extremes, history_stats
+from twinode.models.anchoring import history_extremes, history_stats, last_values
 
 
 def locf_forecast(hist_x: Tensor, hist_m: Tensor, n_queries: int) -> tuple[Tensor, Tensor]:
@@ -20,11 +20,9 @@ def locf_forecast(hist_x: Tensor, hist_m: Tensor, n_queries: int) -> tuple[Tenso
     A channel never observed in the history has no LOCF value; those entries are left out
     of both the twin's and LOCF's error so the two are compared on the same targets.
     """
-    n = hist_x.shape[1]
-    pos = torch.arange(1, n + 1, device=hist_x.device, dtype=hist_x.dtype).view(1, n, 1)
-    last = (pos * hist_m).argmax(dim=1)  # [B, D] index of the last observed entry
-    value = torch.gather(hist_x, 1, last.unsqueeze(1)).squeeze(1)
-    seen = (hist_m.sum(1) > 0).to(hist_x.dtype)
+    B, N = hist_x.shape[:2]
+    full = torch.full((B,), N, dtype=torch.long, device=hist_x.device)  # padding is unobserved in the mask
+    value, _, seen = last_values(hist_x.new_zeros(B, N), hist_x, hist_m, full)
     return value.unsqueeze(1).expand(-1, n_queries, -1), seen.unsqueeze(1).expand(-1, n_queries, -1)
 
 
