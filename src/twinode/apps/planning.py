@@ -94,10 +94,10 @@ class PlanScore:
     time_in_range: float
     time_below: float
     p_hypo: float  # share of trajectories that go below `low`
-    mean: Tensor = field(repr=False, default=None)  # [Q] mean trajectory of the channel
-    q05: Tensor = field(repr=False, default=None)
-    q95: Tensor = field(repr=False, default=None)
-    query: Tensor = field(repr=False, default=None)  # [Q] hours
+    mean: Tensor = field(repr=False)  # [Q] mean trajectory of the channel
+    q05: Tensor = field(repr=False)
+    q95: Tensor = field(repr=False)
+    query: Tensor = field(repr=False)  # [Q] hours
 
 
 def _merge(past: Tensor, plan: Tensor) -> Tensor:
@@ -223,7 +223,7 @@ def _gradient_ascent(score_fn, n: int, bounds: SafetyBounds, steps: int, lr: flo
     Returns the best amounts seen; raises RuntimeError when a gradient is not finite."""
     u = torch.full((n,), -2.0, requires_grad=True)
     opt = torch.optim.Adam([u], lr=lr)
-    best, best_v = None, -math.inf
+    best, best_v = (bounds.max_dose * torch.sigmoid(u)).detach(), -math.inf  # replaced by the first finite value
     for _ in range(max(1, steps)):
         opt.zero_grad()
         amounts = bounds.max_dose * torch.sigmoid(u)

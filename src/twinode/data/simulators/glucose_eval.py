@@ -22,10 +22,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 import torch
+
+if TYPE_CHECKING:
+    from twinode.data.schema import FeatureSpec
+    from twinode.data.tensorize import SubjectRecord
 
 HORIZONS_H = (0.5, 2.0, 6.0)
 # What the CGM can show (cgm_sensor.CGMSensor's clamp) and a twin.pt returns (the valid range
@@ -63,10 +68,13 @@ class ArmForecasts:
     forecasts: dict[str, np.ndarray]  # forecaster -> [S, Q]
 
 
-def _records(path: Path, spec) -> dict:
+def _records(path: Path, spec: FeatureSpec) -> tuple[dict[int, SubjectRecord], dict[int, str]]:
+    """The cohort folder's tensorized records by subject id, and its splits."""
     from twinode.data.sources import MedsSource
 
     loaded = MedsSource(str(path), spec, use_cache=False).load()
+    if loaded.records is None:  # MedsSource always tensorizes (and caches) itself
+        raise TypeError(f"MedsSource({path}) returned no tensorized records")
     return {r.subject_id: r for r in loaded.records}, loaded.splits
 
 
@@ -102,7 +110,7 @@ def insulin_per_minute(path: Path, ids: list[int], n_minutes: int) -> np.ndarray
     return out
 
 
-def forecast_arms(twin, cohort: str | Path, spec, horizon_h: float = 6.0) -> list[ArmForecasts]:
+def forecast_arms(twin, cohort: str | Path, spec: FeatureSpec, horizon_h: float = 6.0) -> list[ArmForecasts]:
     """Twin, plan-blind twin, LOCF, subject-mean (the history's CGM mean), population-mean (the
     train split's CGM mean) and bolus-rule forecasts for every held-out subject under the
     factual plan and each arm (see the module docstring)."""
@@ -119,8 +127,8 @@ def forecast_arms(twin, cohort: str | Path, spec, horizon_h: float = 6.0) -> lis
     query = torch.tensor([branch_h + STEP_H * (k + 1) for k in range(n_q)], dtype=torch.float32)
     minutes = branch_min + 5 * np.arange(1, n_q + 1)
     n_min = int(minutes[-1]) + 1
-    cf = pl.read_parquet(cohort / "metadata" / "patients.parquet").select("subject_id", "cf_mg_dl_per_u")
-    cf = dict(zip(cf["subject_id"].to_list(), cf["cf_mg_dl_per_u"].to_list()))
+    patients = pl.read_parquet(cohort / "metadata" / "patients.parquet").select("subject_id", "cf_mg_dl_per_u")
+    cf = dict(zip(patients["subject_id"].to_list(), patients["cf_mg_dl_per_u"].to_list()))
     cf_held = np.array([cf[i] for i in held])
     insulin_factual = insulin_per_minute(cohort, held, n_min)
     train = [r for sid, r in factual.items() if splits.get(sid, "train") == "train"]
