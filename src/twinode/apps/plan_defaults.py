@@ -8,9 +8,11 @@ flags it needs, instead of scoring plans against a range meant for another datas
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from twinode.data.rules import spec_from_meta
+from twinode.data.schema import Feature
 from twinode.errors import DataError
 
 
@@ -55,76 +57,66 @@ def _listing(features) -> str:
     return ", ".join(parts)
 
 
+def _choose(features: Sequence[Feature], name: str | None, flag: str, role: str, needs: str,
+            records_defaults: Callable[[Feature], bool]) -> Feature | None:
+    """The feature ``flag`` names; else the only ``role`` feature; else the one whose metadata
+    records the defaults (``records_defaults``). None when none records them (the caller names
+    the flags it needs); a DataError naming ``flag`` when several do."""
+    names = [f.name for f in features]
+    if name is not None:
+        if name not in names:
+            article = "an" if role[0] in "aeiou" else "a"
+            raise DataError(f"{flag} {name!r} is not {article} {role} of this twin; it has {names}")
+        return features[names.index(name)]
+    if len(features) == 1:
+        return features[0]
+    recorded = [f for f in features if records_defaults(f)]
+    if len(recorded) > 1:
+        raise DataError(f"{needs} needs {flag} NAME: the twin's metadata records defaults for several {role}s "
+                        f"({', '.join(f.name for f in recorded)})", hint=f"{flag} chooses one")
+    return recorded[0] if recorded else None
+
+
 def resolve_target(meta: dict, target: str | None, low: float | None, high: float | None) -> Target:
     """The measurement to steer and its range: ``--target``/``--low``/``--high``, else the twin's
-    ``target_range`` (the first measurement that has one when ``--target`` is not given)."""
-    spec = spec_from_meta(meta)
-    meas = list(spec.measurements)
-    names = [f.name for f in meas]
-    if target is not None and target not in names:
-        raise DataError(f"--target {target!r} is not a measurement of this twin; it has {names}")
-    feature = None
-    if target is not None:
-        feature = meas[names.index(target)]
-    elif len(meas) == 1:
-        feature = meas[0]
-    else:
-        with_range = [f for f in meas if f.target_range is not None]
-        feature = with_range[0] if with_range else None
+    ``target_range`` (of the only measurement, or of the one measurement that records one, when
+    ``--target`` is not given)."""
+    meas = list(spec_from_meta(meta).measurements)
+    feature = _choose(meas, target, "--target", "measurement", "twinode-plan", lambda f: f.target_range is not None)
     rng = feature.target_range if feature is not None else None
-    need = []
-    if feature is None:
-        need.append("--target NAME")
-    if low is None and rng is None:
-        need.append("--low L")
-    if high is None and rng is None:
-        need.append("--high H")
-    if need:
+    low_v = low if low is not None else rng[0] if rng is not None else None
+    high_v = high if high is not None else rng[1] if rng is not None else None
+    if feature is None or low_v is None or high_v is None:
+        need = (["--target NAME"] if feature is None else []) + (["--low L"] if low_v is None else []) \
+            + (["--high H"] if high_v is None else [])
         which = f"for {feature.name} " if feature is not None else ""
         raise DataError(f"twinode-plan needs {' '.join(need)}: the twin's metadata records no target range {which}to score "
                         f"plans against; its measurements: {_listing(meas)}",
                         hint="a FeatureSpec's target_range on a measurement makes the twin carry its own")
-    lo = float(low) if low is not None else float(rng[0])
-    hi = float(high) if high is not None else float(rng[1])
+    lo, hi = float(low_v), float(high_v)
     if not lo < hi:
         raise DataError(f"the target range needs low < high, got [{lo:g}, {hi:g}] for {feature.name}")
     vr = feature.valid_range
     if vr is not None and (hi <= vr[0] or lo >= vr[1]):
         raise DataError(f"the target range [{lo:g}, {hi:g}] lies outside {feature.name}'s valid range "
                         f"[{vr[0]:g}, {vr[1]:g}] {feature.unit}".rstrip(), hint="check --low/--high and their unit")
-    return Target(names.index(feature.name), feature.name, lo, hi, feature.unit, _source([low is not None, high is not None]))
+    return Target(meas.index(feature), feature.name, lo, hi, feature.unit, _source([low is not None, high is not None]))
 
 
 def resolve_dose_bounds(meta: dict, dose: str | None, max_dose: float | None, min_spacing: float | None) -> DoseBounds:
     """The intervention ``--optimise`` doses and its safety bounds: ``--dose``/``--max-dose``/
-    ``--min-spacing``, else the twin's ``max_dose``/``min_spacing_h`` (the intervention that has
-    them, or the only intervention, when ``--dose`` is not given)."""
-    spec = spec_from_meta(meta)
-    inter = list(spec.interventions)
-    names = [f.name for f in inter]
+    ``--min-spacing``, else the twin's ``max_dose``/``min_spacing_h`` (of the only intervention,
+    or of the one intervention that records a ``max_dose``, when ``--dose`` is not given)."""
+    inter = list(spec_from_meta(meta).interventions)
     if not inter:
         raise DataError("this twin has no intervention channels; there is nothing to dose")
-    if dose is not None and dose not in names:
-        raise DataError(f"--dose {dose!r} is not an intervention of this twin; it has {names}")
-    feature = None
-    if dose is not None:
-        feature = inter[names.index(dose)]
-    elif len(inter) == 1:
-        feature = inter[0]
-    else:
-        bounded = [f for f in inter if f.max_dose is not None]
-        feature = bounded[0] if len(bounded) == 1 else None
-    need = []
-    if feature is None:
-        need.append(f"--dose NAME (one of {', '.join(names)})")
-    if max_dose is None and (feature is None or feature.max_dose is None):
-        need.append("--max-dose X")
-    if min_spacing is None and (feature is None or feature.min_spacing_h is None):
-        need.append("--min-spacing H")
-    if need:
+    feature = _choose(inter, dose, "--dose", "intervention", "--optimise", lambda f: f.max_dose is not None)
+    md = max_dose if max_dose is not None else feature.max_dose if feature is not None else None
+    ms = min_spacing if min_spacing is not None else feature.min_spacing_h if feature is not None else None
+    if feature is None or md is None or ms is None:
+        need = ([f"--dose NAME (one of {', '.join(f.name for f in inter)})"] if feature is None else []) \
+            + (["--max-dose X"] if md is None else []) + (["--min-spacing H"] if ms is None else [])
         raise DataError(f"--optimise needs {', '.join(need)}: the twin's metadata gives no safety bounds for them",
                         hint="an intervention's max_dose and min_spacing_h in the FeatureSpec make the twin carry its own")
-    md = float(max_dose) if max_dose is not None else float(feature.max_dose)
-    ms = float(min_spacing) if min_spacing is not None else float(feature.min_spacing_h)
-    return DoseBounds(names.index(feature.name), feature.name, md, ms,
+    return DoseBounds(inter.index(feature), feature.name, float(md), float(ms),
                       _source([max_dose is not None, min_spacing is not None]))

@@ -120,6 +120,28 @@ def test_safety_bounds_come_from_the_metadata_or_are_named(glucose_twins):
     assert (t.name, t.low, t.high, t.source) == ("CGM", 70.0, 180.0, "twin's metadata")
 
 
+def _icu_meta(**planning: dict) -> dict:
+    """A synthetic-ICU twin's metadata with planning fields set on the named features."""
+    spec = feature_spec().to_dict()
+    for f in spec["features"]:
+        f.update(planning.get(f["name"], {}))
+    return {"events": {"spec": spec}}
+
+
+def test_one_feature_with_recorded_defaults_is_chosen_and_several_ask_for_the_flag():
+    one = _icu_meta(MAP={"target_range": (65.0, 90.0)})
+    t = resolve_target(one, None, None, None)
+    assert (t.name, t.channel, t.low, t.high) == ("MAP", 1, 65.0, 90.0)
+    two = _icu_meta(MAP={"target_range": (65.0, 90.0)}, HR={"target_range": (60.0, 100.0)})
+    with pytest.raises(DataError, match=r"twinode-plan needs --target NAME: .* several measurements \(HR, MAP\)"):
+        resolve_target(two, None, None, None)
+    assert resolve_target(two, "HR", None, 90.0).high == 90.0
+    with pytest.raises(DataError, match="'SpO2' is not a measurement of this twin"):
+        resolve_target(two, "SpO2", None, None)
+    only = _icu_meta(VASO={"max_dose": 0.5, "min_spacing_h": 1.0})  # the only intervention: chosen without --dose
+    assert (resolve_dose_bounds(only, None, None, None).name, resolve_dose_bounds(only, None, 0.2, None).max_dose) == ("VASO", 0.2)
+
+
 def test_plan_optimise_without_bounds_exits_2_naming_them(glucose_twins, tmp_path, capsys):
     code, cap = _plan(["--twin", str(glucose_twins[0]), "--history", str(_glucose_history(tmp_path)), "--optimise",
                        "--low", "70", "--high", "180"], capsys)
