@@ -3,7 +3,8 @@
 * :func:`parser` builds an argparse parser whose ``--help`` ends with an example and whose
   usage errors are one ``error: ...`` line and exit 2.
 * The shared flag vocabulary: ``--twin`` (a twin.pt or ``models:/NAME@ALIAS``), ``--checkpoint``
-  (a Lightning checkpoint), ``--sha256``, ``--out``, ``--tracking-uri``, ``--run-id``;
+  (a Lightning checkpoint), ``--sha256``, ``--out``, ``--tracking-uri``, ``--run-id``
+  (:func:`add_outputs`: ``--out`` and ``--plot`` with the run the plot is logged into);
   :func:`deprecated_alias` keeps an old spelling working (hidden from ``--help``, with a warning).
 * :func:`run` / :func:`exit_on_error` run a command body: its return code on success; for bad
   input (a TwinodeError, a TorchScript twin refusing its arguments, a file that cannot be read)
@@ -84,6 +85,16 @@ def add_tracking_uri(p: argparse.ArgumentParser, what: str = "for models:/ URIs"
 
 def add_run_id(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--run-id", default=None, metavar="RUN", help=what)
+
+
+def add_outputs(p: argparse.ArgumentParser, out: str, plot: str) -> None:
+    """``--out`` (``out``: what it writes) and ``--plot`` (``plot``: the figure), and
+    ``--tracking-uri``/``--run-id`` to log that figure into an existing MLflow run
+    (:func:`twinode.apps.plots.log_plot`)."""
+    p.add_argument("--out", default=None, help=out)
+    p.add_argument("--plot", default=None, help=plot)
+    add_tracking_uri(p, "for models:/ URIs and --run-id")
+    add_run_id(p, "log the plot into this MLflow run")
 
 
 def parse(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:

@@ -1,11 +1,13 @@
 """Figures a clinician reads: the history, the forecast band, candidate plans and alerts.
 
 PNG via matplotlib's Agg backend; ``log_figure`` adds a file to an MLflow run when a
-tracking URI and run id are given.
+tracking URI and run id are given (``log_plot``: the same, said on stderr, for the commands'
+``--plot``/``--run-id``).
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -160,3 +162,10 @@ def log_figure(path: str | Path, tracking_uri: str | None, run_id: str | None, a
 
     MlflowClient(tracking_uri=tracking_uri).log_artifact(run_id, str(path), artifact_path)
     return True
+
+
+def log_plot(path: str | Path, tracking_uri: str | None, run_id: str | None) -> None:
+    """A command's ``--plot`` into its ``--run-id``'s MLflow run (nothing when no run is given),
+    said on stderr."""
+    if log_figure(path, tracking_uri, run_id):
+        print(f"logged {path} to MLflow run {run_id}", file=sys.stderr)

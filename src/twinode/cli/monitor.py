@@ -45,12 +45,10 @@ def build_parser():
     p.add_argument("--full-reencode", action="store_true", help="re-encode the whole history per event (for comparison)")
     p.add_argument("--skip-unknown-codes", action="store_true", default=None,
                    help="skip (and count) codes the twin does not know (the default for replayed timestamped/MEDS events)")
-    p.add_argument("--out", default=None, help="write scored JSON lines here instead of stdout")
-    p.add_argument("--plot", default=None, help="PNG of values, forecast band and alerts, one panel per channel")
+    command_line.add_outputs(p, "write scored JSON lines here instead of stdout",
+                             "PNG of values, forecast band and alerts, one panel per channel")
     p.add_argument("--channel", action="append", default=None, metavar="NAME",
                    help="--plot these measurements (repeat, or a comma list; default: every channel with scored readings)")
-    command_line.add_tracking_uri(p, "for models:/ URIs and --run-id")
-    command_line.add_run_id(p, "log the plot into this MLflow run")
     return p
 
 
@@ -152,14 +150,13 @@ def run(a) -> int:
     if dropped:
         print(f"lines not used or adjusted, by reason: {dict(dropped)}", file=sys.stderr)
     if a.plot and scored:
-        from twinode.apps.plots import log_figure, plot_monitor
+        from twinode.apps.plots import log_plot, plot_monitor
 
         names = plot_channels(meta, scored, a.channel)
         units = {m["name"]: m.get("unit", "") for m in meta["measurements"]}
         plot_monitor(a.plot, scored, names, units, a.threshold)
         print(f"plot: {a.plot} ({', '.join(names)})", file=sys.stderr)
-        if log_figure(a.plot, a.tracking_uri, a.run_id):
-            print(f"logged {a.plot} to MLflow run {a.run_id}", file=sys.stderr)
+        log_plot(a.plot, a.tracking_uri, a.run_id)
     return 0
 
 

@@ -51,10 +51,7 @@ def build_parser():
     p.add_argument("--max-total", type=float, default=None)
     p.add_argument("--increment", type=float, default=0.05)
     p.add_argument("--base", default=None, help="--optimise: a candidates file whose first plan is always given (e.g. a meal)")
-    p.add_argument("--out", default=None, help="JSON with the ranked plans")
-    p.add_argument("--plot", default=None, help="PNG of the history and each plan's band on the target")
-    command_line.add_tracking_uri(p, "for models:/ URIs and --run-id")
-    command_line.add_run_id(p, "log the plot into this MLflow run")
+    command_line.add_outputs(p, "JSON with the ranked plans", "PNG of the history and each plan's band on the target")
     return p
 
 
@@ -118,14 +115,13 @@ def run(a) -> int:
         with open(a.out, "w") as fh:
             json.dump({"target": target, "objective": vars(obj), "plans": rows}, fh, indent=1)
     if a.plot:
-        from twinode.apps.plots import log_figure, plot_plans
+        from twinode.apps.plots import log_plot, plot_plans
 
         d = obj.channel
         seen = h.mask[:, d] > 0
         plot_plans(a.plot, h.times[seen].numpy(), h.values[seen, d].numpy(), ranked, target,
                    meta["measurements"][d].get("unit", ""), (tgt.low, tgt.high))
-        if log_figure(a.plot, a.tracking_uri, a.run_id):
-            print(f"logged {a.plot} to MLflow run {a.run_id}", file=sys.stderr)
+        log_plot(a.plot, a.tracking_uri, a.run_id)
     return 0
 
 
