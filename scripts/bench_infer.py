@@ -98,7 +98,8 @@ class FixedGridCore(torch.nn.Module):
         from twinode.solvers.hermite import hermite_readout
 
         p, tw = self.p, self.p.twin
-        z, _, anchor, s_emb = p._posterior(times, values, mask, static)
+        post = p._posterior(times, values, mask, static, doses)
+        z, anchor, s_emb = post["z_mean"], post["anchor"], post["s_emb"]
         zs, fs, h = tw.solver.integrate(z, anchor, self.horizon_h, p._norm_doses(doses)[None], s_emb)
         mean, log_std = tw.decoder(hermite_readout(zs, fs, h, (query_times - anchor)[None]))
         return p._to_original(mean[0], log_std[0])

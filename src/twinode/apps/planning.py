@@ -128,11 +128,15 @@ class PlanSampler:
     and the clip to each channel's valid range are done here, the first in a form whose
     gradient is finite on every channel, the second in value only (straight-through)."""
 
-    def __init__(self, twin, history: tuple, query: Tensor, num_samples: int, seed: int):
+    def __init__(self, twin, history: tuple, query: Tensor, num_samples: int, seed: int, past_doses: Tensor | None = None):
         times, values, mask, static = history
         self.twin, self.query, self.k = twin, query, num_samples
+        past = past_doses.to(torch.float32).reshape(-1, 4) if past_doses is not None else torch.zeros(0, 4)
         with torch.no_grad():
-            post = twin._posterior(times, values, mask, static)
+            # Exports from before the encoder could read doses take the history alone.
+            takes_doses = len(twin._posterior.schema.arguments) > 5 if hasattr(twin._posterior, "schema") else True
+            post = twin._posterior(times, values, mask, static, past) if takes_doses else twin._posterior(
+                times, values, mask, static)
             if isinstance(post, dict):
                 self.post = post
                 z_mean, z_log_std = post["z_mean"], post["z_log_std"]
@@ -193,7 +197,7 @@ def optimise_plan(twin, history: tuple, past_doses: Tensor, base_plan: Tensor, o
     for p, _ in frozen:
         p.requires_grad_(False)
     try:
-        sampler = PlanSampler(twin, history, q, num_samples, seed)
+        sampler = PlanSampler(twin, history, q, num_samples, seed, past_doses)
 
         def smooth_score(amounts: Tensor) -> Tensor:
             plan = torch.cat([base, _doses(slots, bounds.channel, amounts)])

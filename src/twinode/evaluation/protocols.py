@@ -77,7 +77,7 @@ def evaluate_twin(twin, dm, protocols: tuple[str, ...] = tuple(PROTOCOLS), batch
             for b in _progress(_loader(held_out, dm, PROTOCOLS[proto], batch_size), proto, progress):
                 hist = (b.hist_t, b.hist_x, b.hist_m, b.hist_len)
                 s_emb = twin.embed_static(b.static, b.static_m)
-                z, _ = twin.encode(*hist, s_emb)
+                z, _ = twin.encode(*hist, s_emb, b.doses)
                 mean, log_std = twin.decode_at(z, b.anchor, b.tgt_t, b.doses, s_emb, *hist)
                 dist = (b.tgt_t - b.anchor.unsqueeze(1)).clamp(min=0.0) if proto == "forecast" else None
                 scores["twin"].update(mean, b.tgt_x, b.tgt_m, scale, log_std, dist)

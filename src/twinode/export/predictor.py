@@ -102,10 +102,11 @@ class TwinPredictor(nn.Module):
         check_static(static, self.n_static, prefix)
         check_doses(doses, self.n_interventions, prefix)
 
-    def _posterior(self, times: Tensor, values: Tensor, mask: Tensor, static: Tensor) -> Dict[str, Tensor]:
+    def _posterior(self, times: Tensor, values: Tensor, mask: Tensor, static: Tensor, doses: Tensor) -> Dict[str, Tensor]:
         """q(z | history) at the anchor (last observed time; 0 without history) and what decoding
         from it needs: ``z_mean``, ``z_log_std``, ``anchor``, ``s_emb`` and the normalised history
-        ``hist_t``, ``hist_x``, ``hist_m``, ``hist_len`` (batch of one)."""
+        ``hist_t``, ``hist_x``, ``hist_m``, ``hist_len`` (batch of one). ``doses`` (original
+        units) are read by a twin whose encoder takes them; doses after the anchor change nothing."""
         s, known = self._norm_static(static)
         s_emb = self.twin.embed_static(s.unsqueeze(0), known.unsqueeze(0))
         if times.shape[0] == 0:  # no history: the encoder state comes from the statics alone
@@ -119,7 +120,7 @@ class TwinPredictor(nn.Module):
             t, x, m = times.unsqueeze(0), x.unsqueeze(0), m.unsqueeze(0)
             length = torch.full([1], times.shape[0], dtype=torch.long, device=times.device)
             anchor = times[-1:].clone()
-        z_mean, z_log_std = self.twin.encode(t, x, m, length, s_emb)
+        z_mean, z_log_std = self.twin.encode(t, x, m, length, s_emb, self._norm_doses(doses).unsqueeze(0))
         return {"z_mean": z_mean, "z_log_std": z_log_std, "anchor": anchor, "s_emb": s_emb,
                 "hist_t": t, "hist_x": x, "hist_m": m, "hist_len": length}
 
@@ -134,11 +135,15 @@ class TwinPredictor(nn.Module):
                                    post["hist_m"].expand(k, n, self.n_measurements), post["hist_len"].expand(k))
 
     @torch.jit.export
-    def posterior(self, times: Tensor, values: Tensor, mask: Tensor, static: Tensor) -> Dict[str, Tensor]:
+    def posterior(self, times: Tensor, values: Tensor, mask: Tensor, static: Tensor,
+                  doses: Optional[Tensor] = None) -> Dict[str, Tensor]:
         """Encode one history (original units, checked as in ``forecast``) once; pass the result to
-        ``decode`` for any number of dose plans and query times."""
-        self._check(times, values, mask, static, torch.zeros(0, 4, dtype=torch.float32, device=times.device), "")
-        return self._posterior(times, values, mask, static)
+        ``decode`` for any number of dose plans and query times. ``doses``: those already given
+        (rows as in ``forecast``; none by default), which a twin trained with
+        ``encoder_doses`` reads with the history; rows after the last observation change nothing."""
+        given = doses if doses is not None else torch.zeros(0, 4, dtype=torch.float32, device=times.device)
+        self._check(times, values, mask, static, given, "")
+        return self._posterior(times, values, mask, static, given)
 
     @torch.jit.export
     def decode(self, post: Dict[str, Tensor], doses: Tensor, query_times: Tensor) -> Tuple[Tensor, Tensor]:
@@ -159,7 +164,7 @@ class TwinPredictor(nn.Module):
         self._check(times, values, mask, static, doses, "")
         anchor_h = float(times[-1].item()) if times.shape[0] > 0 else 0.0
         check_query(query_times, anchor_h, self.max_span_h, "")
-        post = self._posterior(times, values, mask, static)
+        post = self._posterior(times, values, mask, static, doses)
         if query_times.shape[0] == 0:
             empty = torch.zeros(0, self.n_measurements, dtype=torch.float32, device=times.device)
             return empty, empty.clone()
@@ -176,7 +181,7 @@ class TwinPredictor(nn.Module):
         check_query(query_times, anchor_h, self.max_span_h, "")
         if num_samples < 1:
             raise ValueError("num_samples: expected an integer >= 1, got " + str(num_samples))
-        post = self._posterior(times, values, mask, static)
+        post = self._posterior(times, values, mask, static, doses)
         if query_times.shape[0] == 0:
             return torch.zeros(num_samples, 0, self.n_measurements, dtype=torch.float32, device=times.device)
         gen = torch.Generator()
@@ -197,7 +202,7 @@ class TwinPredictor(nn.Module):
             raise RuntimeError("risk: this twin has no risk head (it was trained without an outcome feature "
                                "or with model.twin.risk_head=false); see metadata 'methods'")
         self._check(times, values, mask, static, doses, "")
-        p = self._posterior(times, values, mask, static)
+        p = self._posterior(times, values, mask, static, doses)
         logit = self.twin.risk_logit(p["z_mean"], p["s_emb"], p["hist_t"], p["hist_x"], p["hist_m"], p["hist_len"])
         return torch.sigmoid(logit)[0]
 
@@ -218,6 +223,9 @@ class TwinPredictor(nn.Module):
         """The state after one observation at ``time`` (0-d, hours, not before the last one):
         ``values [D]`` in original units where ``mask [D]`` is 1. Equal to encoding the whole
         history with ``posterior``."""
+        if self.twin.encoder_doses:
+            raise RuntimeError("encode_step: this twin's encoder reads the doses with each observation; "
+                               "encode the whole history with posterior or forecast instead")
         check_history(time.reshape(1), values.reshape(1, -1), mask.reshape(1, -1), self.n_measurements, "")
         t_last = state["t_last"]
         if bool(t_last[0] >= 0.0) and bool(time.reshape(1)[0] < t_last[0]):
@@ -290,13 +298,13 @@ class TwinPredictor(nn.Module):
             m = torch.zeros_like(x)
         s, known = self._norm_static(static)
         s_emb = self.twin.embed_static(s, known)
-        z, _ = self.twin.encode(t, x, m, lengths.long(), s_emb)
         if query_times.shape[1] == 0:
             empty = torch.zeros(bsz, 0, self.n_measurements, dtype=torch.float32, device=times.device)
             return empty, empty.clone()
         # Rows past a subject's n_doses are padding: zero them (channel 0, no amount) first.
         used = torch.arange(doses.shape[1], device=doses.device).unsqueeze(0) < n_doses.unsqueeze(1)
         d = self._norm_doses(torch.where(used.unsqueeze(-1), doses, torch.zeros_like(doses)))
+        z, _ = self.twin.encode(t, x, m, lengths.long(), s_emb, d)
         mean, log_std = self.twin.decode_at(z, anchor, query_times, d, s_emb, t, x, m, lengths.long())
         return self._to_original(mean, log_std)
 

@@ -47,7 +47,8 @@ def streams(predictor: TwinPredictor) -> bool:
     """Whether the twin supports encode_start / encode_step / decode_draws."""
     from twinode.models.encoders import GRUDeltaEncoder
 
-    return isinstance(predictor.twin.encoder, GRUDeltaEncoder) and not predictor.twin.anchored
+    return (isinstance(predictor.twin.encoder, GRUDeltaEncoder) and not predictor.twin.anchored
+            and not predictor.twin.encoder_doses)
 
 
 def export_metadata(predictor: TwinPredictor, spec: FeatureSpec, normaliser: dict, *, solver: dict,

@@ -96,3 +96,33 @@ def anchors_at(hist_t: Tensor, hist_x: Tensor, tq: Tensor, prev_idx: Tensor, pre
     next_val = torch.gather(hist_x, 1, next_idx) * next_ok
     next_gap = (torch.gather(t3, 1, next_idx) - tq.unsqueeze(-1)).clamp(min=0.0) * next_ok
     return prev_val, prev_age, prev_ok, next_val, next_gap, next_ok
+
+
+def smoothed_values(hist_t: Tensor, hist_x: Tensor, hist_m: Tensor, hist_len: Tensor, taus: Tensor) -> Tensor:
+    """Each channel's kernel-smoothed value at every history time ``[B, N, D, J]``: the mean of
+    its observations weighted by ``exp(-|t_i - t| / tau_j)`` on both sides, for each bandwidth of
+    ``taus [J]`` (hours). Where a channel has no observation it is 0.
+
+    Two exponential scans (forward and backward) give it in ``O(B N D J)``: the running sums
+    decay by ``exp(-gap / tau)`` from one history time to the next, so no ``[N, N]`` weight
+    matrix is built and nothing overflows however long the history is."""
+    m = _live_mask(hist_m, hist_len).unsqueeze(-1)  # [B, N, D, 1]
+    mx = hist_x.unsqueeze(-1) * m
+    n = hist_t.shape[1]
+    gaps = (hist_t[:, 1:] - hist_t[:, :-1]).clamp(min=0.0)  # [B, N - 1]
+    decay = torch.exp(-gaps.unsqueeze(-1) / taus.view(1, 1, -1)).unsqueeze(2)  # [B, N - 1, 1, J]
+    fwd_s, fwd_w = [mx[:, 0] * 1.0], [m[:, 0] * 1.0]  # [B, D, J] per step after broadcasting
+    fwd_s[0] = fwd_s[0].expand(-1, -1, taus.shape[0])
+    fwd_w[0] = fwd_w[0].expand(-1, -1, taus.shape[0])
+    for i in range(1, n):
+        fwd_s.append(fwd_s[i - 1] * decay[:, i - 1] + mx[:, i])
+        fwd_w.append(fwd_w[i - 1] * decay[:, i - 1] + m[:, i])
+    bwd_s, bwd_w = [fwd_s[0]] * n, [fwd_w[0]] * n
+    bwd_s[n - 1] = mx[:, n - 1].expand(-1, -1, taus.shape[0])
+    bwd_w[n - 1] = m[:, n - 1].expand(-1, -1, taus.shape[0])
+    for i in range(n - 2, -1, -1):
+        bwd_s[i] = bwd_s[i + 1] * decay[:, i] + mx[:, i]
+        bwd_w[i] = bwd_w[i + 1] * decay[:, i] + m[:, i]
+    s = torch.stack(fwd_s, 1) + torch.stack(bwd_s, 1) - mx  # the point itself counted once
+    w = torch.stack(fwd_w, 1) + torch.stack(bwd_w, 1) - m
+    return torch.where(w > 1e-12, s / w.clamp(min=1e-12), torch.zeros_like(s))

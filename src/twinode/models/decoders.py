@@ -3,10 +3,12 @@
 
 import math
 
-from typing import Tuple
+from typing import Final, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
+
+from twinode.models.anchoring import smoothed_values
 
 
 class GaussianDecoder(nn.Module):
@@ -52,13 +54,27 @@ class AnchoredDecoder(nn.Module):
     measurement noise ``sn``; away from it the process relaxes toward the level the dynamics
     move, and a dose changes the forecast by the whole change of ``dev`` it causes (nothing
     gates it). The latent path also scales the spread by ``exp(tanh(.))``.
+
+    ``smoothing_h`` (bandwidths in hours; None: off): each anchor value is moved toward the
+    channel's kernel-smoothed values around it (:func:`models.anchoring.smoothed_values`) by
+    learned per-channel weights ``smooth [D, J]`` that start at 0, so a noisy channel can be
+    read through its neighbours instead of its single nearest observation.
     """
 
+    smoothing: Final[bool]
+    smooth_tau: Tensor
+
     def __init__(self, latent_dim: int, n_measurements: int, hidden: int = 64, min_std: float = 1e-2,
-                 rate_per_h: float = 0.1, dropout: float = 0.0):
+                 rate_per_h: float = 0.1, dropout: float = 0.0, smoothing_h: Optional[List[float]] = None):
         super().__init__()
         D = n_measurements
         self.n = D
+        taus = [float(h) for h in smoothing_h] if smoothing_h else []
+        if any(not h > 0 for h in taus):
+            raise ValueError(f"smoothing bandwidths must be > 0 hours, got {taus}")
+        self.smoothing = len(taus) > 0
+        self.register_buffer("smooth_tau", torch.tensor(taus, dtype=torch.float32))
+        self.smooth = nn.Parameter(torch.zeros(D, len(taus)))
         # Dropout on the subject head's inputs while training (the anchor state and each channel's
         # history summary): the head fits a few thousand stays and overfits them first.
         self.dropout = dropout
@@ -107,7 +123,9 @@ class AnchoredDecoder(nn.Module):
         # values they were trained with are this module's defaults (w = 1, the configured rate).
         D = self.n
         defaults = {"w": torch.ones(D), "w_prior": torch.ones(D), "raw_n0_prior": torch.zeros(D),
-                    "log_k_prior": torch.full([D], self.default_log_k)}
+                    "log_k_prior": torch.full([D], self.default_log_k),
+                    # and none from before the smoothing: its weights start at 0 (no smoothing).
+                    "smooth": torch.zeros_like(self.smooth), "smooth_tau": self.smooth_tau.clone()}
         for name, value in defaults.items():
             state_dict.setdefault(prefix + name, value)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
@@ -120,7 +138,7 @@ class AnchoredDecoder(nn.Module):
         with a small weight: a channel with many targets moves away as its data say, a rare one
         stays near the prior instead of fitting a handful of stays."""
         pen = ((self.log_k - self.log_k_prior).pow(2).sum() + (self.w - self.w_prior).pow(2).sum()
-               + (self.raw_n0 - self.raw_n0_prior).pow(2).sum())
+               + (self.raw_n0 - self.raw_n0_prior).pow(2).sum() + self.smooth.pow(2).sum())
         for layer in (self.subject[-1], self.deviation[-1]):
             pen = pen + layer.weight.pow(2).sum() + layer.bias.pow(2).sum()
         return pen
@@ -140,12 +158,30 @@ class AnchoredDecoder(nn.Module):
         sp = torch.exp((self.log_sp + d_logsp).clamp(-4.0, 3.0))
         return level, k, sp
 
+    def anchor_kernels(self, hist_t: Tensor, hist_x: Tensor, hist_m: Tensor, hist_len: Tensor, prev_idx: Tensor,
+                       next_idx: Tensor) -> Tuple[Tensor, Tensor]:
+        """The smoothed values ``[B, Q, D, J]`` at each query's previous and next anchor."""
+        kern = smoothed_values(hist_t, hist_x, hist_m, hist_len, self.smooth_tau)  # [B, N, D, J]
+        j = kern.shape[-1]
+        prev = torch.gather(kern, 1, prev_idx.unsqueeze(-1).expand(-1, -1, -1, j))
+        nxt = torch.gather(kern, 1, next_idx.unsqueeze(-1).expand(-1, -1, -1, j))
+        return prev, nxt
+
+    def smoothed_anchor(self, val: Tensor, kernel: Tensor, ok: Tensor) -> Tensor:
+        """An anchor value ``[B, Q, D]`` moved toward its kernel-smoothed values ``[B, Q, D, J]``."""
+        return val + ((kernel - val.unsqueeze(-1)) * self.smooth).sum(-1) * ok
+
     def forward(self, zq: Tensor, zh: Tensor, level: Tensor, k: Tensor, sp: Tensor, prev_idx: Tensor,
                 prev_val: Tensor, prev_age: Tensor, prev_ok: Tensor, next_idx: Tensor, next_val: Tensor,
-                next_gap: Tensor, next_ok: Tensor) -> Tuple[Tensor, Tensor]:
+                next_gap: Tensor, next_ok: Tensor, prev_kernel: Optional[Tensor] = None,
+                next_kernel: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """Mean and log-std ``[B, Q, D]`` from latent states ``zq [B, Q, L]`` at the queries and
         ``zh [B, N, L]`` at the history's times, and the per-query anchors (indices into the
-        history, values, ages/gaps, whether they exist)."""
+        history, values, ages/gaps, whether they exist; with ``smoothing``, the smoothed values
+        at the anchors ``[B, Q, D, J]``)."""
+        if self.smoothing and prev_kernel is not None and next_kernel is not None:
+            prev_val = self.smoothed_anchor(prev_val, prev_kernel, prev_ok)
+            next_val = self.smoothed_anchor(next_val, next_kernel, next_ok)
         out = self.deviation(zq)
         dev, scale = out[..., : self.n], out[..., self.n:]
         dev_h = self.deviation(zh)[..., : self.n]  # [B, N, D]: the level's move at each history time

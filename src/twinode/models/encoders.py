@@ -7,7 +7,7 @@ time, so ``PatientTwin.decode_at`` and the exported predictor see one convention
 """
 
 
-from typing import Final
+from typing import Final, Optional
 
 import torch
 from torch import Tensor, nn
@@ -22,20 +22,32 @@ class GRUDeltaEncoder(nn.Module):
     The whole padded sequence goes through one fused ``nn.GRU`` call and each subject's state
     is read at its own last observation: a GRU is causal, so the padding after a subject's
     length never reaches that state, and no per-step Python loop or masking is needed.
+
+    ``n_inputs`` extra per-observation inputs ``u [B, N, n_inputs]`` (the twin passes each
+    dose channel's effect at the observation's time) join the values, so the state can
+    carry how this subject responded to earlier doses.
     """
 
-    def __init__(self, n_measurements: int, static_dim: int, latent_dim: int, hidden: int = 64):
+    n_inputs: Final[int]
+
+    def __init__(self, n_measurements: int, static_dim: int, latent_dim: int, hidden: int = 64, n_inputs: int = 0):
         super().__init__()
-        self.gru = nn.GRU(2 * n_measurements + 1, hidden, batch_first=True)
+        self.n_inputs = n_inputs
+        self.gru = nn.GRU(2 * n_measurements + 1 + n_inputs, hidden, batch_first=True)
         self.init_h = nn.Linear(static_dim, hidden)
         self.to_q = nn.Linear(hidden, 2 * latent_dim)
         self.latent_dim = latent_dim
 
-    def forward(self, t: Tensor, x: Tensor, m: Tensor, length: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, t: Tensor, x: Tensor, m: Tensor, length: Tensor, s: Tensor,
+                u: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         h0 = torch.tanh(self.init_h(s))
         # Gap to the previous observation (0 for the first one).
         gap = (t - torch.cat([t[:, :1], t[:, :-1]], dim=1)).clamp(min=0.0)
-        inp = torch.cat([x * m, m, torch.log1p(gap).unsqueeze(-1)], dim=-1)
+        parts = [x * m, m, torch.log1p(gap).unsqueeze(-1)]
+        if self.n_inputs > 0:
+            parts.append(u if u is not None else torch.zeros(x.shape[0], x.shape[1], self.n_inputs, dtype=x.dtype,
+                                                             device=x.device))
+        inp = torch.cat(parts, dim=-1)
         out, _ = self.gru(inp, h0.unsqueeze(0))
         last = (length - 1).clamp(min=0).view(-1, 1, 1).expand(out.shape[0], 1, out.shape[2])
         h = torch.where((length > 0).unsqueeze(-1), out.gather(1, last).squeeze(1), h0)
@@ -89,12 +101,14 @@ class ODERNNEncoder(nn.Module):
     """
 
     backward: Final[bool]
+    n_inputs: Final[int]
     ode_steps: Final[int]
     rk4: Final[bool]
     time_scale_h: Final[float]
 
     def __init__(self, n_measurements: int, static_dim: int, latent_dim: int, hidden: int = 64,
-                 direction: str = "backward", ode_steps: int = 1, method: str = "rk4", time_scale_h: float = 24.0):
+                 direction: str = "backward", ode_steps: int = 1, method: str = "rk4", time_scale_h: float = 24.0,
+                 n_inputs: int = 0):
         super().__init__()
         if direction not in ("backward", "forward"):
             raise ConfigError("model.twin.encoder_direction", direction, ("backward", "forward"))
@@ -106,7 +120,8 @@ class ODERNNEncoder(nn.Module):
             raise ConfigError("model.twin.encoder_time_scale_h", time_scale_h, hint="a positive number of hours")
         self.backward = direction == "backward"
         self.ode_steps, self.rk4, self.time_scale_h = int(ode_steps), method == "rk4", float(time_scale_h)
-        self.cell = nn.GRUCell(2 * n_measurements, hidden)
+        self.n_inputs = n_inputs
+        self.cell = nn.GRUCell(2 * n_measurements + n_inputs, hidden)
         self.ode = HiddenODE(hidden, hidden)
         self.init_h = nn.Linear(static_dim, hidden)
         self.to_q = nn.Linear(hidden + 1, 2 * latent_dim)
@@ -138,7 +153,8 @@ class ODERNNEncoder(nn.Module):
                 h = h + step * k1
         return h
 
-    def forward(self, t: Tensor, x: Tensor, m: Tensor, length: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, t: Tensor, x: Tensor, m: Tensor, length: Tensor, s: Tensor,
+                u: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         n = t.shape[1]
         h = torch.tanh(self.init_h(s))
         last = (length - 1).clamp(min=0)
@@ -151,7 +167,11 @@ class ODERNNEncoder(nn.Module):
             # Signed elapsed time since the previous observation: negative when running back.
             dt = torch.where(live, ti - prev, torch.zeros_like(ti)) / self.time_scale_h
             h_ode = self.evolve(h, dt)
-            h_new = self.cell(torch.cat([x[:, i] * m[:, i], m[:, i]], dim=-1), h_ode)
+            parts = [x[:, i] * m[:, i], m[:, i]]
+            if self.n_inputs > 0:
+                parts.append(u[:, i] if u is not None else torch.zeros(x.shape[0], self.n_inputs, dtype=x.dtype,
+                                                                         device=x.device))
+            h_new = self.cell(torch.cat(parts, dim=-1), h_ode)
             h = torch.where(live.unsqueeze(-1), h_new, h)
             prev = torch.where(live, ti, prev)
         span = torch.where(length > 0, anchor - t[:, 0], torch.zeros_like(anchor)) / self.time_scale_h

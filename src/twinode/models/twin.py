@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from twinode.errors import ConfigError
 from twinode.models.anchoring import anchor_indices, anchors_at, history_extremes, history_stats, last_values
 from twinode.models.decoders import AnchoredDecoder, GaussianDecoder
-from twinode.models.dynamics import HybridField, MLPField
+from twinode.models.dynamics import DoseEffect, HybridField, MLPField
 from twinode.models.encoders import GRUDeltaEncoder, ODERNNEncoder
 from twinode.solvers import FixedGridSolver
 
@@ -41,11 +41,15 @@ class PatientTwin(nn.Module):
     or a factory ``make(latent_dim=, n_interventions=, static_dim=) -> nn.Module`` for a
     :class:`HybridField` prior (e.g. ``models.mechanistic.VasopressorMAP``).
     ``dose_time_scales``: each dose channel's response at these time scales as the field's
-    inputs (``models.dynamics.DoseEffect``; None: the chain alone)."""
+    inputs (``models.dynamics.DoseEffect``; None: the chain alone). ``encoder_doses``: the
+    encoder also reads each dose channel's effect at every observation time (its own
+    ``DoseEffect``), so the state at the anchor can hold how this subject answered earlier
+    doses, not only what was measured."""
 
     variational: Final[bool]
     has_risk: Final[bool]
     anchored: Final[bool]
+    encoder_doses: Final[bool]
     n_measurements: Final[int]
 
     def __init__(self, n_measurements: int, n_static: int, n_interventions: int, solver=None,
@@ -55,7 +59,8 @@ class PatientTwin(nn.Module):
                  encoder_ode_steps: int = 1, encoder_method: str = "rk4", encoder_time_scale_h: float = 24.0,
                  mechanistic: Optional[Callable[..., nn.Module]] = None, decoder: str = "latent",
                  anchor_rate_per_h: float = 0.1, dose_time_scales: Optional[List[float]] = None,
-                 anchor_dropout: float = 0.0):
+                 anchor_dropout: float = 0.0, encoder_doses: bool = False,
+                 anchor_smoothing_h: Optional[List[float]] = None):
         super().__init__()
         if n_measurements < 1:
             raise ValueError(f"a twin needs at least one measurement channel, got n_measurements={n_measurements}")
@@ -63,11 +68,19 @@ class PatientTwin(nn.Module):
         self.latent_dim = latent_dim
         self.variational = variational
         self.static_net = nn.Sequential(nn.Linear(2 * n_static, static_embed), nn.Tanh())
+        # Without dose channels there is nothing to read: the encoder stays as it was.
+        self.encoder_doses = bool(encoder_doses) and n_interventions > 0
+        if self.encoder_doses:
+            self.history_doses = DoseEffect(n_interventions, half_life_h)
+        else:
+            self.history_doses = nn.Identity()
         if encoder == "gru_delta":
-            self.encoder = GRUDeltaEncoder(n_measurements, static_embed, latent_dim, encoder_hidden)
+            self.encoder = GRUDeltaEncoder(n_measurements, static_embed, latent_dim, encoder_hidden,
+                                           n_interventions if self.encoder_doses else 0)
         elif encoder == "ode_rnn":
             self.encoder = ODERNNEncoder(n_measurements, static_embed, latent_dim, encoder_hidden, encoder_direction,
-                                         encoder_ode_steps, encoder_method, encoder_time_scale_h)
+                                         encoder_ode_steps, encoder_method, encoder_time_scale_h,
+                                         n_interventions if self.encoder_doses else 0)
         else:
             raise ConfigError("model.twin.encoder", encoder, ENCODERS)
         field = MLPField(latent_dim, n_interventions, static_embed, hidden, field_layers, half_life_h,
@@ -82,7 +95,8 @@ class PatientTwin(nn.Module):
         self.anchored = decoder == "anchored"
         if self.anchored:
             self.decoder = AnchoredDecoder(latent_dim, n_measurements, hidden, rate_per_h=anchor_rate_per_h,
-                                           dropout=anchor_dropout)
+                                           dropout=anchor_dropout,
+                                           smoothing_h=list(anchor_smoothing_h) if anchor_smoothing_h else None)
         else:
             self.decoder = GaussianDecoder(latent_dim, n_measurements, hidden)
         # Outcome risk (e.g. in-hospital death) from the latent state at the anchor; the
@@ -96,7 +110,14 @@ class PatientTwin(nn.Module):
         return self.static_net(torch.cat([s * s_known, s_known], dim=-1))
 
     @torch.jit.export
-    def encode(self, hist_t: Tensor, hist_x: Tensor, hist_m: Tensor, hist_len: Tensor, s_emb: Tensor) -> tuple[Tensor, Tensor]:
+    def encode(self, hist_t: Tensor, hist_x: Tensor, hist_m: Tensor, hist_len: Tensor, s_emb: Tensor,
+               doses: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        """Posterior mean and log-std ``[B, L]`` at the anchor. ``doses [B, M, 4]`` (normalised
+        amounts, as ``decode_at`` takes them) matter only to a twin with ``encoder_doses``; a
+        dose after an observation's time adds nothing to it, so the whole plan may be passed."""
+        if self.encoder_doses and doses is not None:
+            u = torch.log1p(self.history_doses(hist_t, doses).clamp(min=0.0))
+            return self.encoder(hist_t, hist_x, hist_m, hist_len, s_emb, u)
         return self.encoder(hist_t, hist_x, hist_m, hist_len, s_emb)
 
     @torch.jit.export
@@ -122,6 +143,9 @@ class PatientTwin(nn.Module):
         level, k, sp = self.decoder.subject_params(z_a, h_mean, h_cnt, last, (anchor_t - when).clamp(min=0.0))
         pi, po, ni, no = anchor_indices(hist_t, hist_m, hist_len, tq)
         pv, pa, _, nv, ng, _ = anchors_at(hist_t, hist_x, tq, pi, po, ni, no)
+        if self.decoder.smoothing:
+            pk, nk = self.decoder.anchor_kernels(hist_t, hist_x, hist_m, hist_len, pi, ni)
+            return self.decoder(zq, zh, level, k, sp, pi, pv, pa, po, ni, nv, ng, no, pk, nk)
         return self.decoder(zq, zh, level, k, sp, pi, pv, pa, po, ni, nv, ng, no)
 
     @torch.jit.export
@@ -145,5 +169,5 @@ class PatientTwin(nn.Module):
                 static: Tensor, static_known: Tensor, doses: Tensor, tq: Tensor) -> tuple[Tensor, Tensor]:
         """Deterministic forecast from the posterior mean."""
         s_emb = self.embed_static(static, static_known)
-        z_mean, _ = self.encode(hist_t, hist_x, hist_m, hist_len, s_emb)
+        z_mean, _ = self.encode(hist_t, hist_x, hist_m, hist_len, s_emb, doses)
         return self.decode_at(z_mean, anchor, tq, doses, s_emb, hist_t, hist_x, hist_m, hist_len)

@@ -26,7 +26,7 @@ def forecast_figure(twin, batch: Batch, names: list[str], path: str | Path, n_su
     grid = torch.linspace(0.0, max(end, 1e-3), points).expand(k, points).contiguous()
     with torch.no_grad():
         s_emb = twin.embed_static(b.static[:k], b.static_m[:k])
-        z, _ = twin.encode(*hist, s_emb)
+        z, _ = twin.encode(*hist, s_emb, b.doses[:k])
         mean, log_std = twin.decode_at(z, b.anchor[:k], grid, b.doses[:k], s_emb, *hist)
     seen = (b.hist_m[:k].sum((0, 1)) + b.tgt_m[:k].sum((0, 1)))
     channels = [int(c) for c in torch.argsort(seen, descending=True)[:n_channels] if seen[c] > 0] or [0]

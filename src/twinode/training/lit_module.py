@@ -75,7 +75,7 @@ class TwinLitModule(L.LightningModule):
 
     def _objective(self, b: Batch, sample: bool) -> dict[str, torch.Tensor]:
         s_emb = self.twin.embed_static(b.static, b.static_m)
-        z_mean, z_log_std = self.twin.encode(b.hist_t, b.hist_x, b.hist_m, b.hist_len, s_emb)
+        z_mean, z_log_std = self.twin.encode(b.hist_t, b.hist_x, b.hist_m, b.hist_len, s_emb, b.doses)
         z = z_mean + torch.exp(z_log_std) * torch.randn_like(z_mean) if (sample and self.twin.variational) else z_mean
         hist = (b.hist_t, b.hist_x, b.hist_m, b.hist_len)
         # Reconstructing the history's own points teaches an anchored twin nothing (it sees them).
@@ -206,7 +206,7 @@ class TwinLitModule(L.LightningModule):
             sched = make_sched(opt)
         scheduler = {"scheduler": sched, "interval": "epoch"}
         if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler["monitor"] = MONITOR
+            scheduler["monitor"] = getattr(sched, "monitor", MONITOR)
         return {"optimizer": opt, "lr_scheduler": scheduler}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
