@@ -23,7 +23,8 @@ TASKS = ("forecast", "interpolation", "extrapolation", "mixed")
 
 class TwinDataModule(L.LightningDataModule):
     def __init__(self, source, horizon_h: float = 12.0, batch_size: int = 64, eval_batch_size: int = 256,
-                 num_workers: int = 0, min_history_h: float = 6.0, seed: int = 0, task: str = "forecast"):
+                 num_workers: int = 0, min_history_h: float = 6.0, seed: int = 0, task: str = "forecast",
+                 max_holdout: float = 0.5, late_cut_share: float = 0.25, holdout_prob: float = 1.0):
         super().__init__()
         if task not in TASKS:
             raise ConfigError("data.task", task, TASKS)
@@ -31,6 +32,8 @@ class TwinDataModule(L.LightningDataModule):
         self.source = source
         self.horizon_h, self.batch_size, self.eval_batch_size = horizon_h, batch_size, eval_batch_size
         self.num_workers, self.min_history_h, self.seed = num_workers, min_history_h, seed
+        # The mixed task's training windows (data.windows.ForecastWindows).
+        self.mixing = {"max_holdout": max_holdout, "late_cut_share": late_cut_share, "holdout_prob": holdout_prob}
         self._ready = False
 
     def setup(self, stage: str | None = None) -> None:
@@ -55,7 +58,8 @@ class TwinDataModule(L.LightningDataModule):
         w = self.spec.window_hours
         modes = {"forecast": ("random", "fixed"), "mixed": ("mixed", "fixed")}
         train_mode, eval_mode = modes.get(self.task, (self.task, self.task))
-        self.train_windows = ForecastWindows(self.splits["train"], self.horizon_h, w, train_mode, self.min_history_h, self.seed)
+        self.train_windows = ForecastWindows(self.splits["train"], self.horizon_h, w, train_mode, self.min_history_h, self.seed,
+                                             **self.mixing)
         self.val_windows = ForecastWindows(self.splits["tuning"], self.horizon_h, w, eval_mode)
         self.test_windows = ForecastWindows(self.splits["held_out"] or self.splits["tuning"], self.horizon_h, w, eval_mode)
         self._ready = True

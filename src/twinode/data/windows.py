@@ -47,17 +47,24 @@ class ForecastWindows(Dataset):
     the other half; ``"mixed"`` (training) draws a random cut as ``"random"`` does (with probability
     ``late_cut_share`` a late one, up to the window's end, so whole-stay histories are seen) and also
     holds out a random share (up to ``max_holdout``) of the history's time points as targets,
-    so one twin learns to forecast and to impute.
+    so one twin learns to forecast and to impute. ``holdout_prob`` (default 1): the share of
+    mixed windows that hold anything out; the others forecast from their whole history, as a
+    forecast is asked at serving time.
     """
 
     def __init__(self, records: list[SubjectRecord], horizon_h: float, window_h: float, mode: str = "fixed",
-                 min_history_h: float = 6.0, seed: int = 0, max_holdout: float = 0.5, late_cut_share: float = 0.25):
+                 min_history_h: float = 6.0, seed: int = 0, max_holdout: float = 0.5, late_cut_share: float = 0.25,
+                 holdout_prob: float = 1.0):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.records = [r for r in records if len(r.times) > 0]
         self.horizon_h, self.window_h, self.mode = float(horizon_h), float(window_h), mode
         self.min_history_h, self.seed, self.epoch = float(min_history_h), seed, 0
+        for name, v in (("max_holdout", max_holdout), ("late_cut_share", late_cut_share), ("holdout_prob", holdout_prob)):
+            if not 0.0 <= float(v) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {v}")
         self.max_holdout, self.late_cut_share = float(max_holdout), float(late_cut_share)
+        self.holdout_prob = float(holdout_prob)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -87,6 +94,9 @@ class ForecastWindows(Dataset):
         elif self.mode == "mixed":
             rng = np.random.default_rng((self.seed, self.epoch, idx, 1))
             share = float(rng.uniform(0.0, self.max_holdout))
+            # Drawn from a stream of its own, so holdout_prob = 1 keeps the shares drawn above.
+            if self.holdout_prob < 1.0 and np.random.default_rng((self.seed, self.epoch, idx, 2)).random() >= self.holdout_prob:
+                return np.zeros(n_hist, bool)
         else:
             return np.zeros(n_hist, bool)
         out = rng.random(n_hist) < share

@@ -50,6 +50,27 @@ def last_values(hist_t: Tensor, hist_x: Tensor, hist_m: Tensor, hist_len: Tensor
     return value * seen, when, seen
 
 
+def query_positions(hist_t: Tensor, hist_len: Tensor, tq: Tensor) -> Tensor:
+    """How many live history times are at or before each query ``tq [B, Q]``: the query lies
+    between history indices ``pos - 1`` and ``pos`` (``[B, Q]``, int64)."""
+    n = hist_t.shape[1]
+    live_t = torch.arange(n, device=hist_t.device).unsqueeze(0) < hist_len.unsqueeze(1)
+    t_sorted = torch.where(live_t, hist_t, torch.full_like(hist_t, 3.0e38)).contiguous()
+    pos = torch.searchsorted(t_sorted, tq.contiguous(), right=True)
+    return torch.minimum(pos, hist_len.unsqueeze(1))
+
+
+def reverse_live(x: Tensor, hist_len: Tensor) -> Tensor:
+    """Each subject's live entries of ``x [B, N, ...]`` in reverse order (padding stays at the
+    end); applying it twice gives ``x`` back."""
+    n = x.shape[1]
+    i = torch.arange(n, device=x.device).unsqueeze(0)
+    src = torch.where(i < hist_len.unsqueeze(1), hist_len.unsqueeze(1) - 1 - i, i)  # [B, N]
+    while src.dim() < x.dim():
+        src = src.unsqueeze(-1)
+    return torch.gather(x, 1, src.expand(x.shape))
+
+
 def anchor_indices(hist_t: Tensor, hist_m: Tensor, hist_len: Tensor,
                    tq: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """For queries ``tq [B, Q]``: the history index of each channel's last observation at or
@@ -63,10 +84,7 @@ def anchor_indices(hist_t: Tensor, hist_m: Tensor, hist_len: Tensor,
     big = torch.full_like(idx, N)
     last_at = torch.cummax(torch.where(m > 0, idx, neg), dim=1).values  # last observed index <= i
     next_at = torch.flip(torch.cummin(torch.flip(torch.where(m > 0, idx, big), [1]), dim=1).values, [1])  # first >= i
-    live_t = torch.arange(N, device=hist_t.device).unsqueeze(0) < hist_len.unsqueeze(1)
-    t_sorted = torch.where(live_t, hist_t, torch.full_like(hist_t, 3.0e38)).contiguous()
-    pos = torch.searchsorted(t_sorted, tq.contiguous(), right=True)  # live times <= tq: [B, Q]
-    pos = torch.minimum(pos, hist_len.unsqueeze(1))
+    pos = query_positions(hist_t, hist_len, tq)
 
     i_prev = (pos - 1).clamp(min=0).unsqueeze(-1).expand(B, Q, D)
     prev_idx = torch.gather(last_at, 1, i_prev)

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from twinode.models.anchoring import smoothed_values
+from twinode.models.history_context import HistoryContext
 
 
 class GaussianDecoder(nn.Module):
@@ -59,13 +60,20 @@ class AnchoredDecoder(nn.Module):
     channel's kernel-smoothed values around it (:func:`models.anchoring.smoothed_values`) by
     learned per-channel weights ``smooth [D, J]`` that start at 0, so a noisy channel can be
     read through its neighbours instead of its single nearest observation.
+
+    ``context_hidden`` (0: off): a forward and a backward GRU over the history
+    (:class:`models.history_context.HistoryContext`) correct queries between observations
+    from what every channel showed around them, scaled by the share of the bridge's variance
+    the channel's own neighbours leave unexplained (0 at an observation).
     """
 
     smoothing: Final[bool]
+    has_context: Final[bool]
     smooth_tau: Tensor
 
     def __init__(self, latent_dim: int, n_measurements: int, hidden: int = 64, min_std: float = 1e-2,
-                 rate_per_h: float = 0.1, dropout: float = 0.0, smoothing_h: Optional[List[float]] = None):
+                 rate_per_h: float = 0.1, dropout: float = 0.0, smoothing_h: Optional[List[float]] = None,
+                 context_hidden: int = 0):
         super().__init__()
         D = n_measurements
         self.n = D
@@ -75,6 +83,8 @@ class AnchoredDecoder(nn.Module):
         self.smoothing = len(taus) > 0
         self.register_buffer("smooth_tau", torch.tensor(taus, dtype=torch.float32))
         self.smooth = nn.Parameter(torch.zeros(D, len(taus)))
+        self.has_context = context_hidden > 0
+        self.context = HistoryContext(D, context_hidden, hidden) if self.has_context else nn.Identity()
         # Dropout on the subject head's inputs while training (the anchor state and each channel's
         # history summary): the head fits a few thousand stays and overfits them first.
         self.dropout = dropout
@@ -167,6 +177,13 @@ class AnchoredDecoder(nn.Module):
         nxt = torch.gather(kern, 1, next_idx.unsqueeze(-1).expand(-1, -1, -1, j))
         return prev, nxt
 
+    def context_correction(self, hist_t: Tensor, hist_x: Tensor, hist_m: Tensor, hist_len: Tensor,
+                           tq: Tensor) -> Optional[Tensor]:
+        """The history context's correction ``[B, Q, D]`` (None without a context)."""
+        if self.has_context:
+            return self.context(hist_t, hist_x, hist_m, hist_len, tq)[0]
+        return None
+
     def smoothed_anchor(self, val: Tensor, kernel: Tensor, ok: Tensor) -> Tensor:
         """An anchor value ``[B, Q, D]`` moved toward its kernel-smoothed values ``[B, Q, D, J]``."""
         return val + ((kernel - val.unsqueeze(-1)) * self.smooth).sum(-1) * ok
@@ -174,7 +191,7 @@ class AnchoredDecoder(nn.Module):
     def forward(self, zq: Tensor, zh: Tensor, level: Tensor, k: Tensor, sp: Tensor, prev_idx: Tensor,
                 prev_val: Tensor, prev_age: Tensor, prev_ok: Tensor, next_idx: Tensor, next_val: Tensor,
                 next_gap: Tensor, next_ok: Tensor, prev_kernel: Optional[Tensor] = None,
-                next_kernel: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+                next_kernel: Optional[Tensor] = None, correction: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """Mean and log-std ``[B, Q, D]`` from latent states ``zq [B, Q, L]`` at the queries and
         ``zh [B, N, L]`` at the history's times, and the per-query anchors (indices into the
         history, values, ages/gaps, whether they exist; with ``smoothing``, the smoothed values
@@ -199,6 +216,9 @@ class AnchoredDecoder(nn.Module):
         prec = 1.0 / var_f + r_b * r_b / denom
         mean = (mean_f / var_f + (r_b * r_b * mu_t + r_b * (next_val - mu_n)) / denom) / prec
         var_ou = 1.0 / prec
+        if correction is not None:
+            # Where the channel's own neighbours pin the value (var_ou -> 0) nothing moves.
+            mean = mean + correction * (var_ou / var_p).clamp(max=1.0)
         sn = torch.exp(self.log_sn)
         var = (var_ou + sn * sn) * torch.exp(2.0 * torch.tanh(scale))
         log_std = 0.5 * torch.log(var)

@@ -60,7 +60,7 @@ class PatientTwin(nn.Module):
                  mechanistic: Optional[Callable[..., nn.Module]] = None, decoder: str = "latent",
                  anchor_rate_per_h: float = 0.1, dose_time_scales: Optional[List[float]] = None,
                  anchor_dropout: float = 0.0, encoder_doses: bool = False,
-                 anchor_smoothing_h: Optional[List[float]] = None):
+                 anchor_smoothing_h: Optional[List[float]] = None, anchor_context_hidden: int = 0):
         super().__init__()
         if n_measurements < 1:
             raise ValueError(f"a twin needs at least one measurement channel, got n_measurements={n_measurements}")
@@ -96,7 +96,8 @@ class PatientTwin(nn.Module):
         if self.anchored:
             self.decoder = AnchoredDecoder(latent_dim, n_measurements, hidden, rate_per_h=anchor_rate_per_h,
                                            dropout=anchor_dropout,
-                                           smoothing_h=list(anchor_smoothing_h) if anchor_smoothing_h else None)
+                                           smoothing_h=list(anchor_smoothing_h) if anchor_smoothing_h else None,
+                                           context_hidden=anchor_context_hidden)
         else:
             self.decoder = GaussianDecoder(latent_dim, n_measurements, hidden)
         # Outcome risk (e.g. in-hospital death) from the latent state at the anchor; the
@@ -143,10 +144,11 @@ class PatientTwin(nn.Module):
         level, k, sp = self.decoder.subject_params(z_a, h_mean, h_cnt, last, (anchor_t - when).clamp(min=0.0))
         pi, po, ni, no = anchor_indices(hist_t, hist_m, hist_len, tq)
         pv, pa, _, nv, ng, _ = anchors_at(hist_t, hist_x, tq, pi, po, ni, no)
+        corr = self.decoder.context_correction(hist_t, hist_x, hist_m, hist_len, tq)
         if self.decoder.smoothing:
             pk, nk = self.decoder.anchor_kernels(hist_t, hist_x, hist_m, hist_len, pi, ni)
-            return self.decoder(zq, zh, level, k, sp, pi, pv, pa, po, ni, nv, ng, no, pk, nk)
-        return self.decoder(zq, zh, level, k, sp, pi, pv, pa, po, ni, nv, ng, no)
+            return self.decoder(zq, zh, level, k, sp, pi, pv, pa, po, ni, nv, ng, no, pk, nk, corr)
+        return self.decoder(zq, zh, level, k, sp, pi, pv, pa, po, ni, nv, ng, no, None, None, corr)
 
     @torch.jit.export
     def risk_logit(self, z_a: Tensor, s_emb: Tensor, hist_t: Optional[Tensor] = None, hist_x: Optional[Tensor] = None,

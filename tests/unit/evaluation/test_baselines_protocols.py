@@ -4,6 +4,7 @@ train split only, and held-out targets that never leak into the history."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from twinode.data.collate import collate_windows
@@ -140,3 +141,17 @@ def test_ratio_intervals_resample_subjects_and_bracket_the_ratio():
     assert ci["per_variable_ci95"][0] < ci["per_variable_ci95"][1] and ci["resamples"] == 300
     same = ratio_intervals(good, good, n_boot=50)
     assert same["pooled_ci95"] == [1.0, 1.0]
+
+
+def test_holdout_prob_leaves_that_share_of_mixed_windows_whole_and_keeps_the_rest():
+    rng = np.random.default_rng(4)
+    recs = [_record(i, np.sort(rng.uniform(0, 48, 60)), rng.normal(size=60)) for i in range(200)]
+    every = ForecastWindows(recs, 24.0, 48.0, "mixed", late_cut_share=0.0)
+    half = ForecastWindows(recs, 24.0, 48.0, "mixed", late_cut_share=0.0, holdout_prob=0.5)
+    holds = [bool((half[i].tgt_t < half[i].anchor).any()) for i in range(len(half))]
+    assert 0.35 < float(np.mean(holds)) < 0.65
+    for i, held in enumerate(holds):  # the windows that hold out, hold out what holdout_prob = 1 does
+        if held:
+            np.testing.assert_array_equal(half[i].tgt_t, every[i].tgt_t)
+    with pytest.raises(ValueError, match="holdout_prob"):
+        ForecastWindows(recs, 24.0, 48.0, "mixed", holdout_prob=1.5)

@@ -1,0 +1,60 @@
+"""What the history says around a query inside it: a forward and a backward GRU over the
+observations (a filter and its reverse), read at the history times just before and just
+after the query, give each channel a correction for queries between observations.
+
+The anchored decoder bridges each channel between its own neighbouring observations; this
+lets the other channels measured nearby (blood pressures, gases, the labs of the same draw)
+move that bridge. Queries before the first or after the last history time get no
+correction: forecasts come from the anchor state and the latent ODE alone.
+"""
+
+from typing import Tuple
+
+import torch
+from torch import Tensor, nn
+
+from twinode.models.anchoring import query_positions, reverse_live
+
+
+class HistoryContext(nn.Module):
+    """``forward(hist_t, hist_x, hist_m, hist_len, tq)`` -> correction ``[B, Q, D]``
+    (normalised units; 0 outside the history) and whether each query lies inside ``[B, Q]``.
+    The output layer starts at zero, so a new context changes nothing until trained."""
+
+    def __init__(self, n_measurements: int, hidden: int, out_hidden: int = 64):
+        super().__init__()
+        inp = 2 * n_measurements + 1
+        self.fwd = nn.GRU(inp, hidden, batch_first=True)
+        self.bwd = nn.GRU(inp, hidden, batch_first=True)
+        last = nn.Linear(out_hidden, n_measurements)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        self.out = nn.Sequential(nn.Linear(2 * hidden + 2, out_hidden), nn.Tanh(), last)
+
+    def states(self, hist_t: Tensor, hist_x: Tensor, hist_m: Tensor, hist_len: Tensor) -> Tuple[Tensor, Tensor]:
+        """Forward and backward GRU states ``[B, N, H]`` at every history index (the backward
+        state at ``i`` has read indices ``i`` to the last live one)."""
+        gap = (hist_t - torch.cat([hist_t[:, :1], hist_t[:, :-1]], dim=1)).clamp(min=0.0)
+        f_in = torch.cat([hist_x * hist_m, hist_m, torch.log1p(gap).unsqueeze(-1)], dim=-1)
+        h_f, _ = self.fwd(f_in)
+        t_r = reverse_live(hist_t, hist_len)
+        gap_r = (torch.cat([t_r[:, :1], t_r[:, :-1]], dim=1) - t_r).clamp(min=0.0)
+        b_in = torch.cat([reverse_live(hist_x * hist_m, hist_len), reverse_live(hist_m, hist_len),
+                          torch.log1p(gap_r).unsqueeze(-1)], dim=-1)
+        h_b, _ = self.bwd(b_in)
+        return h_f, reverse_live(h_b, hist_len)
+
+    def forward(self, hist_t: Tensor, hist_x: Tensor, hist_m: Tensor, hist_len: Tensor,
+                tq: Tensor) -> Tuple[Tensor, Tensor]:
+        h_f, h_b = self.states(hist_t, hist_x, hist_m, hist_len)
+        n, hid = hist_t.shape[1], h_f.shape[-1]
+        pos = query_positions(hist_t, hist_len, tq)  # the query lies between pos - 1 and pos
+        inside = (pos > 0) & (pos < hist_len.unsqueeze(1))
+        i_prev, i_next = (pos - 1).clamp(min=0, max=n - 1), pos.clamp(max=n - 1)
+        s_prev = torch.gather(h_f, 1, i_prev.unsqueeze(-1).expand(-1, -1, hid))
+        s_next = torch.gather(h_b, 1, i_next.unsqueeze(-1).expand(-1, -1, hid))
+        age = (tq - torch.gather(hist_t, 1, i_prev)).clamp(min=0.0)
+        gap = (torch.gather(hist_t, 1, i_next) - tq).clamp(min=0.0)
+        feats = torch.cat([s_prev, s_next, torch.log1p(age).unsqueeze(-1), torch.log1p(gap).unsqueeze(-1)], dim=-1)
+        inside_f = inside.to(hist_x.dtype)
+        return self.out(feats) * inside_f.unsqueeze(-1), inside_f

@@ -1,0 +1,79 @@
+"""The history context (model.twin.anchor_context_hidden): forward and backward GRU states
+around a query inside the history correct the anchored bridge there, and nowhere else."""
+
+import torch
+
+from tests.unit.models._toy import toy_history
+from twinode.models import PatientTwin
+from twinode.models.anchoring import reverse_live
+from twinode.models.history_context import HistoryContext
+
+
+def test_reverse_live_reverses_each_subject_and_keeps_the_padding():
+    t, x, m, length, _ = toy_history()
+    r = reverse_live(x, length)
+    for b in range(x.shape[0]):
+        n = int(length[b])
+        torch.testing.assert_close(r[b, :n], x[b, :n].flip(0))
+        torch.testing.assert_close(r[b, n:], x[b, n:])
+    torch.testing.assert_close(reverse_live(r, length), x)
+    torch.testing.assert_close(reverse_live(t, length)[0], t[0].flip(0))  # subject 0 has no padding
+
+
+def _context():
+    torch.manual_seed(0)
+    ctx = HistoryContext(3, 6, 8)
+    with torch.no_grad():
+        for p in ctx.out[-1].parameters():
+            p.normal_()
+    return ctx
+
+
+def test_only_queries_between_history_times_get_a_correction():
+    ctx = _context()
+    t, x, m, length, _ = toy_history()
+    last = t.gather(1, (length - 1).unsqueeze(1))
+    tq = torch.cat([t[:, :1] - 1.0, (t[:, :1] + t[:, 1:2]) / 2, last + 2.0], dim=1)
+    corr, inside = ctx(t, x, m, length, tq)
+    assert corr.shape == (4, 3, 3)
+    assert (corr[:, 0] == 0).all() and (corr[:, 2] == 0).all()  # before the first, after the last time
+    long_enough = length > 1
+    assert (inside[long_enough, 1] == 1).all() and corr[long_enough, 1].abs().sum() > 0
+
+
+def test_the_backward_state_reads_only_what_comes_after():
+    ctx = _context()
+    t, x, m, length, _ = toy_history()
+    h_f, h_b = ctx.states(t, x, m, length)
+    x2 = x.clone()
+    x2[0, -1] += 1.0  # the last observation of subject 0 (no padding)
+    m2 = m.clone()
+    m2[0, -1] = 1.0
+    g_f, g_b = ctx.states(t, x2, m2, length)
+    torch.testing.assert_close(g_f[0, :-1], h_f[0, :-1])  # the forward filter has not seen it yet
+    assert not torch.allclose(g_b[0, 0], h_b[0, 0])  # the backward one has, at every earlier index
+
+
+def test_the_twin_keeps_each_observation_and_scripts_with_a_context():
+    torch.manual_seed(0)
+    twin = PatientTwin(3, 2, 1, latent_dim=4, hidden=8, encoder_hidden=8, decoder="anchored",
+                       anchor_context_hidden=6).eval()
+    plain = PatientTwin(3, 2, 1, latent_dim=4, hidden=8, encoder_hidden=8, decoder="anchored").eval()
+    twin.load_state_dict(plain.state_dict(), strict=False)
+    t, x, m, length, s = toy_history()
+    s_emb = twin.embed_static(s, torch.ones_like(s))
+    z, _ = twin.encode(t, x, m, length, s_emb)
+    anchor = t.gather(1, (length - 1).unsqueeze(1)).squeeze(1)
+    doses = torch.zeros(4, 1, 4)
+    tq = torch.cat([t + 0.3, t + 40.0], dim=1)
+    before = twin.decode_at(z, anchor, tq, doses, s_emb, t, x, m, length)[0]
+    torch.testing.assert_close(before, plain.decode_at(z, anchor, tq, doses, s_emb, t, x, m, length)[0])  # starts at 0
+    with torch.no_grad():
+        for p in twin.decoder.context.out[-1].parameters():
+            p.normal_()
+    after = twin.decode_at(z, anchor, tq, doses, s_emb, t, x, m, length)[0]
+    assert not torch.allclose(after, before)
+    at_obs = twin.decode_at(z, anchor, t, doses, s_emb, t, x, m, length)[0]
+    torch.testing.assert_close(at_obs * m, x * m, rtol=1e-3, atol=1e-3)
+    scripted = torch.jit.script(twin)
+    torch.testing.assert_close(scripted.decode_at(z, anchor, tq, doses, s_emb, t, x, m, length)[0], after)
