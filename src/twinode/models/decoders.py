@@ -151,6 +151,8 @@ class AnchoredDecoder(nn.Module):
                + (self.raw_n0 - self.raw_n0_prior).pow(2).sum() + self.smooth.pow(2).sum())
         for layer in (self.subject[-1], self.deviation[-1]):
             pen = pen + layer.weight.pow(2).sum() + layer.bias.pow(2).sum()
+        if isinstance(self.context, HistoryContext):  # its correction starts (and is held) at 0 too
+            pen = pen + self.context.output_penalty()
         return pen
 
     def subject_params(self, z_a: Tensor, h_mean: Tensor, h_cnt: Tensor, last: Tensor,

@@ -31,6 +31,11 @@ class HistoryContext(nn.Module):
         nn.init.zeros_(last.bias)
         self.out = nn.Sequential(nn.Linear(2 * hidden + 2, out_hidden), nn.Tanh(), last)
 
+    @torch.jit.ignore
+    def output_penalty(self) -> Tensor:
+        """Squared size of the output layer: 0 where the context corrects nothing."""
+        return sum((p.pow(2).sum() for p in self.out[-1].parameters()), torch.zeros(()))
+
     def states(self, hist_t: Tensor, hist_x: Tensor, hist_m: Tensor, hist_len: Tensor) -> Tuple[Tensor, Tensor]:
         """Forward and backward GRU states ``[B, N, H]`` at every history index (the backward
         state at ``i`` has read indices ``i`` to the last live one)."""

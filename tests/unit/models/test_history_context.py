@@ -77,3 +77,13 @@ def test_the_twin_keeps_each_observation_and_scripts_with_a_context():
     torch.testing.assert_close(at_obs * m, x * m, rtol=1e-3, atol=1e-3)
     scripted = torch.jit.script(twin)
     torch.testing.assert_close(scripted.decode_at(z, anchor, tq, doses, s_emb, t, x, m, length)[0], after)
+
+
+def test_the_prior_penalty_holds_the_context_correction_at_zero():
+    torch.manual_seed(0)
+    twin = PatientTwin(3, 2, 1, latent_dim=4, hidden=8, encoder_hidden=8, decoder="anchored",
+                       anchor_context_hidden=6)
+    assert float(twin.decoder.prior_penalty()) == 0.0
+    with torch.no_grad():
+        twin.decoder.context.out[-1].bias.fill_(0.5)
+    assert float(twin.decoder.prior_penalty()) > 0.0
