@@ -64,7 +64,9 @@ class AnchoredDecoder(nn.Module):
     ``context_hidden`` (0: off): a forward and a backward GRU over the history
     (:class:`models.history_context.HistoryContext`) correct queries between observations
     from what every channel showed around them, scaled by the share of the bridge's variance
-    the channel's own neighbours leave unexplained (0 at an observation).
+    the channel's own neighbours leave unexplained (0 at an observation). ``context_forecast``:
+    queries after the history get a correction from the forward state at its end too, scaled
+    the same way (``1 - r^2`` of the last value's hold on the query).
     """
 
     smoothing: Final[bool]
@@ -73,7 +75,7 @@ class AnchoredDecoder(nn.Module):
 
     def __init__(self, latent_dim: int, n_measurements: int, hidden: int = 64, min_std: float = 1e-2,
                  rate_per_h: float = 0.1, dropout: float = 0.0, smoothing_h: Optional[List[float]] = None,
-                 context_hidden: int = 0):
+                 context_hidden: int = 0, context_forecast: bool = False):
         super().__init__()
         D = n_measurements
         self.n = D
@@ -84,7 +86,7 @@ class AnchoredDecoder(nn.Module):
         self.register_buffer("smooth_tau", torch.tensor(taus, dtype=torch.float32))
         self.smooth = nn.Parameter(torch.zeros(D, len(taus)))
         self.has_context = context_hidden > 0
-        self.context = HistoryContext(D, context_hidden, hidden) if self.has_context else nn.Identity()
+        self.context = HistoryContext(D, context_hidden, hidden, context_forecast) if self.has_context else nn.Identity()
         # Dropout on the subject head's inputs while training (the anchor state and each channel's
         # history summary): the head fits a few thousand stays and overfits them first.
         self.dropout = dropout

@@ -4,11 +4,13 @@ after the query, give each channel a correction for queries between observations
 
 The anchored decoder bridges each channel between its own neighbouring observations; this
 lets the other channels measured nearby (blood pressures, gases, the labs of the same draw)
-move that bridge. Queries before the first or after the last history time get no
-correction: forecasts come from the anchor state and the latent ODE alone.
+move that bridge. Queries before the first history time get no correction; queries after
+the last one get none either unless ``forecast`` is on: then a second head reads the forward
+state at the end of the history and the time since it, so a forecast can use what every
+channel showed up to the cut directly, not only through the latent state.
 """
 
-from typing import Tuple
+from typing import Final, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -19,9 +21,12 @@ from twinode.models.anchoring import query_positions, reverse_live
 class HistoryContext(nn.Module):
     """``forward(hist_t, hist_x, hist_m, hist_len, tq)`` -> correction ``[B, Q, D]``
     (normalised units; 0 outside the history) and whether each query lies inside ``[B, Q]``.
-    The output layer starts at zero, so a new context changes nothing until trained."""
+    The output layers start at zero, so a new context changes nothing until trained.
+    ``forecast``: queries after the last history time get a correction too (see above)."""
 
-    def __init__(self, n_measurements: int, hidden: int, out_hidden: int = 64):
+    forecast: Final[bool]
+
+    def __init__(self, n_measurements: int, hidden: int, out_hidden: int = 64, forecast: bool = False):
         super().__init__()
         inp = 2 * n_measurements + 1
         self.fwd = nn.GRU(inp, hidden, batch_first=True)
@@ -30,11 +35,20 @@ class HistoryContext(nn.Module):
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
         self.out = nn.Sequential(nn.Linear(2 * hidden + 2, out_hidden), nn.Tanh(), last)
+        self.forecast = forecast
+        if forecast:
+            last_a = nn.Linear(out_hidden, n_measurements)
+            nn.init.zeros_(last_a.weight)
+            nn.init.zeros_(last_a.bias)
+            self.ahead = nn.Sequential(nn.Linear(hidden + 1, out_hidden), nn.Tanh(), last_a)
+        else:
+            self.ahead = nn.Identity()
 
     @torch.jit.ignore
     def output_penalty(self) -> Tensor:
-        """Squared size of the output layer: 0 where the context corrects nothing."""
-        return sum((p.pow(2).sum() for p in self.out[-1].parameters()), torch.zeros(()))
+        """Squared size of the output layers: 0 where the context corrects nothing."""
+        layers = [self.out[-1]] + ([self.ahead[-1]] if self.forecast else [])
+        return sum((p.pow(2).sum() for layer in layers for p in layer.parameters()), torch.zeros(()))
 
     def states(self, hist_t: Tensor, hist_x: Tensor, hist_m: Tensor, hist_len: Tensor) -> Tuple[Tensor, Tensor]:
         """Forward and backward GRU states ``[B, N, H]`` at every history index (the backward
@@ -62,4 +76,12 @@ class HistoryContext(nn.Module):
         gap = (torch.gather(hist_t, 1, i_next) - tq).clamp(min=0.0)
         feats = torch.cat([s_prev, s_next, torch.log1p(age).unsqueeze(-1), torch.log1p(gap).unsqueeze(-1)], dim=-1)
         inside_f = inside.to(hist_x.dtype)
-        return self.out(feats) * inside_f.unsqueeze(-1), inside_f
+        corr = self.out(feats) * inside_f.unsqueeze(-1)
+        if self.forecast:
+            # After the last history time: the forward state there and how far ahead the query is.
+            after = ((pos >= hist_len.unsqueeze(1)) & (hist_len.unsqueeze(1) > 0)).to(hist_x.dtype)
+            i_last = (hist_len - 1).clamp(min=0)
+            s_last = torch.gather(h_f, 1, i_last.view(-1, 1, 1).expand(-1, 1, hid)).expand(-1, tq.shape[1], -1)
+            ahead = (tq - torch.gather(hist_t, 1, i_last.unsqueeze(1))).clamp(min=0.0)
+            corr = corr + self.ahead(torch.cat([s_last, torch.log1p(ahead).unsqueeze(-1)], dim=-1)) * after.unsqueeze(-1)
+        return corr, inside_f

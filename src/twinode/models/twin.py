@@ -60,7 +60,8 @@ class PatientTwin(nn.Module):
                  mechanistic: Optional[Callable[..., nn.Module]] = None, decoder: str = "latent",
                  anchor_rate_per_h: float = 0.1, dose_time_scales: Optional[List[float]] = None,
                  anchor_dropout: float = 0.0, encoder_doses: bool = False,
-                 anchor_smoothing_h: Optional[List[float]] = None, anchor_context_hidden: int = 0):
+                 anchor_smoothing_h: Optional[List[float]] = None, anchor_context_hidden: int = 0,
+                 anchor_context_forecast: bool = False):
         super().__init__()
         if n_measurements < 1:
             raise ValueError(f"a twin needs at least one measurement channel, got n_measurements={n_measurements}")
@@ -97,7 +98,8 @@ class PatientTwin(nn.Module):
             self.decoder = AnchoredDecoder(latent_dim, n_measurements, hidden, rate_per_h=anchor_rate_per_h,
                                            dropout=anchor_dropout,
                                            smoothing_h=list(anchor_smoothing_h) if anchor_smoothing_h else None,
-                                           context_hidden=anchor_context_hidden)
+                                           context_hidden=anchor_context_hidden,
+                                           context_forecast=anchor_context_forecast)
         else:
             self.decoder = GaussianDecoder(latent_dim, n_measurements, hidden)
         # Outcome risk (e.g. in-hospital death) from the latent state at the anchor; the

@@ -37,6 +37,18 @@ def test_smoothed_values_equal_the_weighted_mean_over_both_sides():
     torch.testing.assert_close(torch.jit.script(smoothed_values)(t, x, m, length, taus), got)
 
 
+def test_smoothed_values_stay_exact_on_long_histories_and_large_values():
+    # Weeks of history, far from time 0, values of any sign and size: the log-space sums neither
+    # overflow nor lose the nearby points to the far ones.
+    t, x, m, length, _ = toy_history(B=4, N=7, D=3)
+    t = 5000.0 + t * 60.0
+    x = x * 300.0 - 50.0
+    taus = torch.tensor([0.5, 8.0, 200.0])
+    got = smoothed_values(t, x, m, length, taus)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, _brute(t, x, m, length, taus.tolist()), rtol=1e-4, atol=1e-3)
+
+
 def _twins():
     torch.manual_seed(0)
     plain = PatientTwin(3, 2, 1, latent_dim=4, hidden=8, encoder_hidden=8, decoder="anchored").eval()

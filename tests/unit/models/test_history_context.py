@@ -87,3 +87,47 @@ def test_the_prior_penalty_holds_the_context_correction_at_zero():
     with torch.no_grad():
         twin.decoder.context.out[-1].bias.fill_(0.5)
     assert float(twin.decoder.prior_penalty()) > 0.0
+
+
+def test_the_forecast_head_corrects_queries_after_the_history_only_when_asked():
+    torch.manual_seed(0)
+    ctx = HistoryContext(3, 6, 8, forecast=True)
+    t, x, m, length, _ = toy_history()
+    last = t.gather(1, (length - 1).unsqueeze(1))
+    tq = torch.cat([t[:, :1] - 1.0, (t[:, :1] + t[:, 1:2]) / 2, last + 2.0, last + 20.0], dim=1)
+    assert ctx(t, x, m, length, tq)[0].abs().sum() == 0  # zero-initialised: a no-op until trained
+    assert float(ctx.output_penalty()) == 0.0
+    with torch.no_grad():
+        ctx.ahead[-1].bias.fill_(0.5)
+        ctx.ahead[-1].weight.normal_()
+    assert float(ctx.output_penalty()) > 0.0
+    corr, _ = ctx(t, x, m, length, tq)
+    assert (corr[:, 0] == 0).all() and (corr[:, 1] == 0).all()  # before and inside: the forecast head is silent
+    assert (corr[:, 2] != 0).all() and not torch.allclose(corr[:, 2], corr[:, 3])  # after: it depends on the horizon
+    # Only the history up to its last live time matters: padding values do not move it.
+    x2 = x.clone()
+    short = int(torch.argmin(length))
+    x2[short, int(length[short]):] += 5.0
+    torch.testing.assert_close(ctx(t, x2, m, length, tq)[0][short], corr[short])
+
+
+def test_a_twin_with_the_forecast_head_scripts_and_keeps_its_forecast_at_first():
+    torch.manual_seed(0)
+    kw = dict(latent_dim=4, hidden=8, encoder_hidden=8, decoder="anchored", anchor_context_hidden=6)
+    twin = PatientTwin(3, 2, 1, anchor_context_forecast=True, **kw).eval()
+    plain = PatientTwin(3, 2, 1, **kw).eval()
+    plain.load_state_dict(twin.state_dict(), strict=False)
+    t, x, m, length, s = toy_history()
+    s_emb = twin.embed_static(s, torch.ones_like(s))
+    z, _ = twin.encode(t, x, m, length, s_emb)
+    anchor = t.gather(1, (length - 1).unsqueeze(1)).squeeze(1)
+    doses = torch.zeros(4, 1, 4)
+    tq = anchor.unsqueeze(1) + torch.tensor([[1.0, 6.0, 24.0]])
+    before = twin.decode_at(z, anchor, tq, doses, s_emb, t, x, m, length)[0]
+    torch.testing.assert_close(before, plain.decode_at(z, anchor, tq, doses, s_emb, t, x, m, length)[0])
+    with torch.no_grad():
+        twin.decoder.context.ahead[-1].bias.fill_(0.5)
+    after = twin.decode_at(z, anchor, tq, doses, s_emb, t, x, m, length)[0]
+    assert (after - before).abs().amin() > 0  # every forecast moves
+    scripted = torch.jit.script(twin)
+    torch.testing.assert_close(scripted.decode_at(z, anchor, tq, doses, s_emb, t, x, m, length)[0], after)
