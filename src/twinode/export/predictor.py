@@ -188,8 +188,12 @@ class TwinPredictor(nn.Module):
         gen.manual_seed(seed)
         z_mean, z_log_std = post["z_mean"], post["z_log_std"]
         eps = torch.randn([num_samples, z_mean.shape[1]], generator=gen).to(z_mean.device)
-        z = z_mean + torch.exp(z_log_std) * eps if self.twin.variational else z_mean.expand(num_samples, z_mean.shape[1])
-        mean, log_std = self._decode(post, z, doses, query_times)
+        if self.twin.variational:
+            mean, log_std = self._decode(post, z_mean + torch.exp(z_log_std) * eps, doses, query_times)
+        else:  # every draw shares the posterior mean: decode once, draw only the decoder's noise
+            mean, log_std = self._decode(post, z_mean, doses, query_times)
+            mean = mean.expand(num_samples, -1, -1)
+            log_std = log_std.expand(num_samples, -1, -1)
         noise = torch.randn(mean.shape, generator=gen).to(mean.device)
         y = (mean + torch.exp(log_std) * noise) * self.meas_std + self.meas_mean
         y = torch.minimum(torch.maximum(y, self._transformed(self.valid_lo)), self._transformed(self.valid_hi))
@@ -250,12 +254,15 @@ class TwinPredictor(nn.Module):
         check_query(query_times, anchor_h, self.max_span_h, "")
         z_mean, z_log_std = self.twin.encoder.read_out(state["h"])
         k = eps.shape[0]
-        z = z_mean + torch.exp(z_log_std) * eps if self.twin.variational else z_mean.expand(k, z_mean.shape[1])
-        d = self._norm_doses(doses).unsqueeze(0).expand(k, -1, 4)
-        anchor = torch.full([k], anchor_h, dtype=torch.float32, device=eps.device)
-        mean, log_std = self.twin.decode_at(z, anchor, query_times.unsqueeze(0).expand(k, query_times.shape[0]), d,
-                                            state["s_emb"].expand(k, -1))
-        return self._to_original(mean, log_std)
+        # Without a variational posterior every draw is the mean: decode it once.
+        kz = k if self.twin.variational else 1
+        z = z_mean + torch.exp(z_log_std) * eps if self.twin.variational else z_mean
+        d = self._norm_doses(doses).unsqueeze(0).expand(kz, -1, 4)
+        anchor = torch.full([kz], anchor_h, dtype=torch.float32, device=eps.device)
+        mean, log_std = self.twin.decode_at(z, anchor, query_times.unsqueeze(0).expand(kz, query_times.shape[0]), d,
+                                            state["s_emb"].expand(kz, -1))
+        mean_o, sd_o = self._to_original(mean, log_std)
+        return mean_o.expand(k, -1, -1).contiguous(), sd_o.expand(k, -1, -1).contiguous()
 
     # ---- a batch of subjects ----
 
