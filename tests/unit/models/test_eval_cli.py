@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import torch
 
 from tests.conftest import COARSE, FAST, compose_train
 from twinode.cli.eval import run as eval_main
@@ -24,7 +23,10 @@ def test_eval_scores_twin_and_baselines_and_logs_to_mlflow(checkpoint, tmp_path)
     import mlflow
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    assert eval_main(["--checkpoint", checkpoint[0], "--out", str(tmp_path), "--tracking-uri", uri, "--quiet"]) == 0
+    plot = tmp_path / "figures" / "eval.png"
+    assert eval_main(["--checkpoint", checkpoint[0], "--out", str(tmp_path), "--tracking-uri", uri, "--quiet",
+                      "--plot", str(plot)]) == 0
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     res = json.loads((tmp_path / "eval.json").read_text())
     assert set(res["protocols"]) == {"forecast", "imputation", "interpolation"}
     assert res["meta"]["decoder"] in ("anchored", "latent")
@@ -46,6 +48,7 @@ def test_eval_scores_twin_and_baselines_and_logs_to_mlflow(checkpoint, tmp_path)
     runs = client.search_runs([client.get_experiment_by_name("twinode-eval").experiment_id])
     assert len(runs) == 1
     assert runs[0].data.metrics["forecast/twin/mse_norm"] == pytest.approx(fc["twin"]["mse_norm"])
+    assert {a.path for a in client.list_artifacts(runs[0].info.run_id)} == {"eval.md", "eval.png"}
 
 
 def test_eval_rejects_a_corrupt_checkpoint(tmp_path, capsys):
