@@ -36,18 +36,15 @@ class HistoryContext(nn.Module):
         nn.init.zeros_(last.bias)
         self.out = nn.Sequential(nn.Linear(2 * hidden + 2, out_hidden), nn.Tanh(), last)
         self.forecast = forecast
-        if forecast:
-            last_a = nn.Linear(out_hidden, n_measurements)
-            nn.init.zeros_(last_a.weight)
-            nn.init.zeros_(last_a.bias)
-            self.ahead = nn.Sequential(nn.Linear(hidden + 1, out_hidden), nn.Tanh(), last_a)
-        else:
-            self.ahead = nn.Identity()
+        last_a = nn.Linear(out_hidden, n_measurements)
+        nn.init.zeros_(last_a.weight)
+        nn.init.zeros_(last_a.bias)
+        self.ahead = nn.Sequential(nn.Linear(hidden + 1, out_hidden), nn.Tanh(), last_a) if forecast else nn.Identity()
 
     @torch.jit.ignore
     def output_penalty(self) -> Tensor:
         """Squared size of the output layers: 0 where the context corrects nothing."""
-        layers = [self.out[-1]] + ([self.ahead[-1]] if self.forecast else [])
+        layers = [self.out[-1]] + ([self.ahead[-1]] if isinstance(self.ahead, nn.Sequential) else [])
         return sum((p.pow(2).sum() for layer in layers for p in layer.parameters()), torch.zeros(()))
 
     def states(self, hist_t: Tensor, hist_x: Tensor, hist_m: Tensor, hist_len: Tensor) -> Tuple[Tensor, Tensor]:
