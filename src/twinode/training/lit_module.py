@@ -12,7 +12,7 @@ from twinode.data.collate import Batch
 from twinode.errors import SolverError
 from twinode.models.decoders import gaussian_nll
 from twinode.models.twin import PatientTwin
-from twinode.training.losses import kl_standard_normal, kl_weight
+from twinode.training.losses import beta_nll, kl_standard_normal, kl_weight
 from twinode.models.baselines import locf_forecast
 from twinode.training.metrics import masked_abs_error, masked_sq_error
 
@@ -29,7 +29,7 @@ class TwinLitModule(L.LightningModule):
     def __init__(self, twin: PatientTwin, lr: float = 3e-3, weight_decay: float = 1e-5, kl_target: float = 1.0,
                  kl_anneal_epochs: int = 10, recon_weight: float = 1.0, lr_min_factor: float = 0.1, risk_weight: float = 0.1,
                  mse_weight: float = 0.0, prior_weight: float = 0.0, channel_prior: str = "fixed",
-                 mse_balance: float = 0.0, metadata: dict | None = None):
+                 mse_balance: float = 0.0, nll_beta: float = 0.0, metadata: dict | None = None):
         super().__init__()
         self.twin = twin
         self.lr, self.weight_decay, self.lr_min_factor = lr, weight_decay, lr_min_factor
@@ -54,6 +54,10 @@ class TwinLitModule(L.LightningModule):
         # train split (0: every target alike, so frequent vitals dominate; 1: every channel
         # alike, as the per-variable MSE averages them). Set in setup().
         self.mse_balance = mse_balance
+        # beta-NLL on the targets (training.losses.beta_nll; 0: the plain likelihood).
+        if not 0.0 <= nll_beta <= 1.0:
+            raise ValueError(f"nll_beta must be within [0, 1], got {nll_beta}")
+        self.nll_beta = nll_beta
         self._mse_channel_w: torch.Tensor | None = None
         self.val_auroc, self.val_auprc = BinaryAUROC(), BinaryAveragePrecision()
         self._risk_seen, self._risk_positives = False, 0.0  # this validation epoch's risk targets
@@ -83,7 +87,7 @@ class TwinLitModule(L.LightningModule):
         tq = torch.cat([b.hist_t, b.tgt_t], dim=1) if recon else b.tgt_t
         mean, log_std = self.twin.decode_at(z, b.anchor, tq, b.doses, s_emb, *hist)
         n = b.hist_t.shape[1] if recon else 0
-        nll_f, cnt_f = gaussian_nll(b.tgt_x, b.tgt_m, mean[:, n:], log_std[:, n:])
+        nll_f, cnt_f = beta_nll(b.tgt_x, b.tgt_m, mean[:, n:], log_std[:, n:], self.nll_beta if self.training else 0.0)
         if recon:
             nll_r, cnt_r = gaussian_nll(b.hist_x, b.hist_m, mean[:, :n], log_std[:, :n])
         else:

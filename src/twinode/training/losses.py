@@ -24,3 +24,15 @@ def masked_nll(x: Tensor, mask: Tensor, mean: Tensor, log_std: Tensor) -> Tensor
     """Mean negative log-likelihood per observed entry (0 when nothing is observed)."""
     total, count = gaussian_nll(x, mask, mean, log_std)
     return total / count.clamp(min=1.0)
+
+
+def beta_nll(x: Tensor, mask: Tensor, mean: Tensor, log_std: Tensor, beta: float) -> tuple[Tensor, Tensor]:
+    """Masked Gaussian NLL with each entry weighted by its predicted variance to the power
+    ``beta``, held constant (Seitzer et al., ICLR 2022): at ``beta = 1`` the mean's gradient is the
+    squared error's, so a wide spread no longer buys a hard channel off its mean; at 0 it is the
+    plain likelihood. Returns the weighted sum and the count of observed entries."""
+    if beta == 0.0:
+        return gaussian_nll(x, mask, mean, log_std)
+    w = torch.exp(2.0 * beta * log_std).detach()
+    total, _ = gaussian_nll(x, mask * w, mean, log_std)
+    return total, mask.sum()
