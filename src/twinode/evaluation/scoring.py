@@ -32,6 +32,12 @@ class ForecastScore:
         self.rows_sq_mm: list[Tensor] = []
         self.rows_cnt: list[Tensor] = []
 
+    def _bucket_label(self, i: int) -> str:
+        """The last bucket holds every distance past its start (targets further out land there)."""
+        if i == self.n_buckets - 1:
+            return f">= {i * self.bucket_h:g} h"
+        return f"{i * self.bucket_h:g}-{(i + 1) * self.bucket_h:g} h"
+
     def update(self, pred: Tensor, target: Tensor, mask: Tensor, scale, log_std: Tensor | None = None,
                distance_h: Tensor | None = None) -> None:
         m = mask.double()
@@ -74,7 +80,7 @@ class ForecastScore:
             cov = self.hits_b / self.cnt_b.clamp(min=1.0)
             out["coverage90"] = self.hits / max(total, 1.0)
             out["coverage90_by_bucket"] = {
-                f"{i * self.bucket_h:g}-{(i + 1) * self.bucket_h:g} h": {"coverage": float(cov[i]), "n": float(self.cnt_b[i])}
+                self._bucket_label(i): {"coverage": float(cov[i]), "n": float(self.cnt_b[i])}
                 for i in range(self.n_buckets) if self.cnt_b[i] > 0}
         return out
 

@@ -100,6 +100,12 @@ def test_forecast_score_per_variable_versus_pooled_and_coverage():
     assert abs(r["mse_minmax_pooled"] - (3.0 + 4.0) / 4) < 1e-9
     assert abs(r["coverage90"] - 3 / 4) < 1e-9  # |1| <= 1.645 three times, |2| > 1.645 once
     assert set(r["coverage90_by_bucket"]) == {"0-6 h", "6-12 h", "12-18 h"}
+    # The last bucket takes every target past its start, and says so.
+    far = ForecastScore(1, bucket_h=6.0, n_buckets=2)
+    far.update(torch.zeros(1, 2, 1), torch.zeros(1, 2, 1), torch.ones(1, 2, 1), Identity(), torch.zeros(1, 2, 1),
+               torch.tensor([[1.0, 30.0]]))
+    assert far.result(["a"])["coverage90_by_bucket"] == {"0-6 h": {"coverage": 1.0, "n": 1.0},
+                                                         ">= 6 h": {"coverage": 1.0, "n": 1.0}}
 
 
 def test_risk_scores_count_positives_and_give_an_interval():
