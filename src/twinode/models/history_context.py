@@ -18,6 +18,14 @@ from torch import Tensor, nn
 from twinode.models.anchoring import query_positions, reverse_live
 
 
+def _zero_head(inp: int, hidden: int, out: int) -> nn.Sequential:
+    """A tanh MLP whose output layer starts at zero."""
+    last = nn.Linear(hidden, out)
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return nn.Sequential(nn.Linear(inp, hidden), nn.Tanh(), last)
+
+
 class HistoryContext(nn.Module):
     """``forward(hist_t, hist_x, hist_m, hist_len, tq)`` -> correction ``[B, Q, D]``
     (normalised units; 0 outside the history) and whether each query lies inside ``[B, Q]``.
@@ -36,10 +44,8 @@ class HistoryContext(nn.Module):
         nn.init.zeros_(last.bias)
         self.out = nn.Sequential(nn.Linear(2 * hidden + 2, out_hidden), nn.Tanh(), last)
         self.forecast = forecast
-        last_a = nn.Linear(out_hidden, n_measurements)
-        nn.init.zeros_(last_a.weight)
-        nn.init.zeros_(last_a.bias)
-        self.ahead = nn.Sequential(nn.Linear(hidden + 1, out_hidden), nn.Tanh(), last_a) if forecast else nn.Identity()
+        # Built only when asked: a twin without it draws the same initial weights as before it existed.
+        self.ahead = _zero_head(hidden + 1, out_hidden, n_measurements) if forecast else nn.Identity()
 
     @torch.jit.ignore
     def output_penalty(self) -> Tensor:

@@ -131,3 +131,18 @@ def test_a_twin_with_the_forecast_head_scripts_and_keeps_its_forecast_at_first()
     assert (after - before).abs().amin() > 0  # every forecast moves
     scripted = torch.jit.script(twin)
     torch.testing.assert_close(scripted.decode_at(z, anchor, tq, doses, s_emb, t, x, m, length)[0], after)
+
+
+def test_without_the_forecast_head_no_extra_random_draws_are_made():
+    # A twin without the option starts from the same weights as before the option existed:
+    # building the context draws only for its two GRUs and its output MLP.
+    torch.manual_seed(0)
+    HistoryContext(3, 6, 8)
+    after_context = torch.rand(4)
+    torch.manual_seed(0)
+    torch.nn.GRU(7, 6, batch_first=True), torch.nn.GRU(7, 6, batch_first=True)
+    torch.nn.Linear(8, 3), torch.nn.Linear(14, 8)
+    torch.testing.assert_close(after_context, torch.rand(4))
+    torch.manual_seed(0)
+    HistoryContext(3, 6, 8, forecast=True)
+    assert not torch.allclose(after_context, torch.rand(4))  # the head, when asked for, does draw
