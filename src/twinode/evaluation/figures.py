@@ -60,8 +60,7 @@ def _fraction(num: float, den: float) -> str:
     return f"{num / den:.3f}" if den > 0 else "-"
 
 
-def _ratio_panel(ax, proto: str, res: dict) -> None:
-    rows = ratio_rows(res)
+def _ratio_panel(ax, proto: str, res: dict, rows: Ratios) -> None:
     twin, locf = res.get("twin", {}), res["locf"]
     title = f"{proto}: MSE (min-max) / LOCF's, per variable"
     if twin:
@@ -147,7 +146,8 @@ def draw_eval(results: dict):
     if not protos and not buckets:
         raise ValueError("nothing to draw: the results score no protocol but interpolation "
                          f"(got {list(results['protocols'])})")
-    n_vars = max([len(ratio_rows(results["protocols"][p]).variables) for p in protos] or [0])
+    rows = {p: ratio_rows(results["protocols"][p]) for p in protos}
+    n_vars = max([len(r.variables) for r in rows.values()] or [0])
     cols = max(len(protos), 1)
     bar_h = 1.8 + 0.35 * max(n_vars, 3)  # a group of up to four bars per variable
     heights = ([bar_h] if protos else []) + ([2.6] if buckets else [])
@@ -155,7 +155,7 @@ def draw_eval(results: dict):
     grid = fig.add_gridspec(len(heights), cols, height_ratios=heights)
     axes = {p: fig.add_subplot(grid[0, j]) for j, p in enumerate(protos)}
     for p, ax in axes.items():
-        _ratio_panel(ax, p, results["protocols"][p])
+        _ratio_panel(ax, p, results["protocols"][p], rows[p])
     _legend(fig, list(axes.values()))
     if buckets:
         axes["coverage"] = fig.add_subplot(grid[len(heights) - 1, :])

@@ -19,7 +19,8 @@ from twinode.models.anchoring import query_positions, reverse_live
 
 
 def _zero_head(inp: int, hidden: int, out: int) -> nn.Sequential:
-    """A tanh MLP whose output layer starts at zero."""
+    """A tanh MLP whose output layer starts at zero (built output layer first, as the context's
+    correction always was: the same random draws, so the same initial weights)."""
     last = nn.Linear(hidden, out)
     nn.init.zeros_(last.weight)
     nn.init.zeros_(last.bias)
@@ -39,10 +40,7 @@ class HistoryContext(nn.Module):
         inp = 2 * n_measurements + 1
         self.fwd = nn.GRU(inp, hidden, batch_first=True)
         self.bwd = nn.GRU(inp, hidden, batch_first=True)
-        last = nn.Linear(out_hidden, n_measurements)
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
-        self.out = nn.Sequential(nn.Linear(2 * hidden + 2, out_hidden), nn.Tanh(), last)
+        self.out = _zero_head(2 * hidden + 2, out_hidden, n_measurements)
         self.forecast = forecast
         # Built only when asked: a twin without it draws the same initial weights as before it existed.
         self.ahead = _zero_head(hidden + 1, out_hidden, n_measurements) if forecast else nn.Identity()

@@ -54,17 +54,22 @@ def test_the_backward_state_reads_only_what_comes_after():
     assert not torch.allclose(g_b[0, 0], h_b[0, 0])  # the backward one has, at every earlier index
 
 
+def _encoded(twin):
+    """The toy history encoded by ``twin``: state, anchor time, no doses, statics' embedding, history."""
+    t, x, m, length, s = toy_history()
+    s_emb = twin.embed_static(s, torch.ones_like(s))
+    z, _ = twin.encode(t, x, m, length, s_emb)
+    anchor = t.gather(1, (length - 1).unsqueeze(1)).squeeze(1)
+    return z, anchor, torch.zeros(4, 1, 4), s_emb, (t, x, m, length)
+
+
 def test_the_twin_keeps_each_observation_and_scripts_with_a_context():
     torch.manual_seed(0)
     twin = PatientTwin(3, 2, 1, latent_dim=4, hidden=8, encoder_hidden=8, decoder="anchored",
                        anchor_context_hidden=6).eval()
     plain = PatientTwin(3, 2, 1, latent_dim=4, hidden=8, encoder_hidden=8, decoder="anchored").eval()
     twin.load_state_dict(plain.state_dict(), strict=False)
-    t, x, m, length, s = toy_history()
-    s_emb = twin.embed_static(s, torch.ones_like(s))
-    z, _ = twin.encode(t, x, m, length, s_emb)
-    anchor = t.gather(1, (length - 1).unsqueeze(1)).squeeze(1)
-    doses = torch.zeros(4, 1, 4)
+    z, anchor, doses, s_emb, (t, x, m, length) = _encoded(twin)
     tq = torch.cat([t + 0.3, t + 40.0], dim=1)
     before = twin.decode_at(z, anchor, tq, doses, s_emb, t, x, m, length)[0]
     torch.testing.assert_close(before, plain.decode_at(z, anchor, tq, doses, s_emb, t, x, m, length)[0])  # starts at 0
@@ -117,11 +122,7 @@ def test_a_twin_with_the_forecast_head_scripts_and_keeps_its_forecast_at_first()
     twin = PatientTwin(3, 2, 1, anchor_context_forecast=True, **kw).eval()
     plain = PatientTwin(3, 2, 1, **kw).eval()
     plain.load_state_dict(twin.state_dict(), strict=False)
-    t, x, m, length, s = toy_history()
-    s_emb = twin.embed_static(s, torch.ones_like(s))
-    z, _ = twin.encode(t, x, m, length, s_emb)
-    anchor = t.gather(1, (length - 1).unsqueeze(1)).squeeze(1)
-    doses = torch.zeros(4, 1, 4)
+    z, anchor, doses, s_emb, (t, x, m, length) = _encoded(twin)
     tq = anchor.unsqueeze(1) + torch.tensor([[1.0, 6.0, 24.0]])
     before = twin.decode_at(z, anchor, tq, doses, s_emb, t, x, m, length)[0]
     torch.testing.assert_close(before, plain.decode_at(z, anchor, tq, doses, s_emb, t, x, m, length)[0])
