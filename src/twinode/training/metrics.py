@@ -29,7 +29,9 @@ class MinMaxScale:
 
     def __init__(self, mean: Tensor, std: Tensor, log1p: Tensor, lo: Tensor, hi: Tensor):
         self.mean, self.std, self.log1p = mean, std, log1p
-        self.lo, self.span = lo, (hi - lo).clamp(min=1e-6)
+        # A channel with one value in training (PhysioNet's MechVent is always 1) has no span:
+        # clipping to [lo, hi] scores any prediction there as 0, not as up to 1 per millionth.
+        self.lo, self.hi, self.span = lo, torch.maximum(hi, lo), (hi - lo).clamp(min=1e-6)
 
     @classmethod
     def fit(cls, values: Tensor, mask: Tensor, mean: Tensor, std: Tensor, log1p: Tensor) -> "MinMaxScale":
@@ -49,5 +51,5 @@ class MinMaxScale:
     def __call__(self, x: Tensor, clip: bool = False) -> Tensor:
         raw = self.original(x)
         if clip:
-            raw = torch.minimum(torch.maximum(raw, self.lo), self.lo + self.span)
+            raw = torch.minimum(torch.maximum(raw, self.lo), self.hi)
         return (raw - self.lo) / self.span

@@ -68,3 +68,15 @@ def test_interval_hits_and_squared_error():
     assert float(interval_hits(mean, log_std, target, mask)) == 2.0  # |1.7| > 1.645
     sq, cnt = masked_sq_error(mean, target, mask)
     assert math.isclose(float(sq), 0.25 + 2.56 + 2.89, rel_tol=1e-6) and float(cnt) == 3.0
+
+
+def test_a_channel_with_one_training_value_scores_a_clipped_prediction_as_exact():
+    # MechVent-like: every training value is 1. A prediction a hair above it is clipped to it,
+    # not scored as most of a (clamped) unit range away.
+    mean, std, log1p = torch.tensor([1.0, 0.0]), torch.tensor([1.0, 1.0]), torch.tensor([False, False])
+    norm = torch.tensor([[0.0, -1.0], [0.0, 1.0]])
+    scale = MinMaxScale.fit(norm, torch.ones(2, 2), mean, std, log1p)
+    pred = torch.tensor([[1e-4, 0.0], [-1e-4, 0.5]])
+    scaled = scale(pred, clip=True)
+    torch.testing.assert_close(scaled[:, 0], scale(norm)[:, 0])  # both 0: the one value
+    torch.testing.assert_close(scaled[:, 1], torch.tensor([0.5, 0.75]))  # a ranged channel as before
