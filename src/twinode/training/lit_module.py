@@ -25,11 +25,38 @@ def channel_balance(records, power: float) -> torch.Tensor:
     return (w * cnt.sum() / (w * cnt).sum()).float()
 
 
+def minmax_channel_weights(records, spec, normaliser, floor: float = 0.1) -> torch.Tensor:
+    """Per-channel weights ``[D]``: how much a unit of error on the training scale (z-scores,
+    after log1p where the FeatureSpec says so) counts once each channel is min-max scaled over
+    ``records`` in original units, as the PhysioNet protocol scores it (the variance of the
+    min-max scaled values over that of the normalised ones). Scaled so the average weight of an
+    observed value is 1, and floored at ``floor`` so a channel that barely moves is still learned."""
+    import numpy as np
+
+    from twinode.training.metrics import MinMaxScale
+
+    values = torch.from_numpy(np.concatenate([r.values for r in records])).double()
+    mask = torch.from_numpy(np.concatenate([r.mask for r in records])).double()
+    log1p = torch.tensor([f.transform == "log1p" for f in spec.measurements])
+    scale = MinMaxScale.fit(values, mask, torch.from_numpy(normaliser.meas_mean).double(),
+                            torch.from_numpy(normaliser.meas_std).double(), log1p)
+    cnt = mask.sum(0).clamp(min=1.0)
+
+    def var(x: torch.Tensor) -> torch.Tensor:
+        mean = (x * mask).sum(0) / cnt
+        return ((x - mean).pow(2) * mask).sum(0) / cnt
+
+    ratio = var(scale(values)) / var(values).clamp(min=1e-12)
+    w = ratio * cnt.sum() / (ratio * cnt).sum().clamp(min=1e-12)
+    return w.clamp(min=floor).float()
+
+
 class TwinLitModule(L.LightningModule):
     def __init__(self, twin: PatientTwin, lr: float = 3e-3, weight_decay: float = 1e-5, kl_target: float = 1.0,
                  kl_anneal_epochs: int = 10, recon_weight: float = 1.0, lr_min_factor: float = 0.1, risk_weight: float = 0.1,
                  mse_weight: float = 0.0, prior_weight: float = 0.0, channel_prior: str = "fixed",
-                 mse_balance: float = 0.0, nll_beta: float = 0.0, metadata: dict | None = None):
+                 mse_balance: float = 0.0, nll_beta: float = 0.0, channel_weights: str | None = None,
+                 metadata: dict | None = None):
         super().__init__()
         self.twin = twin
         self.lr, self.weight_decay, self.lr_min_factor = lr, weight_decay, lr_min_factor
@@ -59,6 +86,12 @@ class TwinLitModule(L.LightningModule):
             raise ValueError(f"nll_beta must be within [0, 1], got {nll_beta}")
         self.nll_beta = nll_beta
         self._mse_channel_w: torch.Tensor | None = None
+        # "minmax": each channel's likelihood and squared error weighted by what its errors count
+        # on the min-max scale the PhysioNet protocol reports (minmax_channel_weights); None: alike.
+        if channel_weights not in (None, "minmax"):
+            raise ValueError(f"channel_weights must be null or 'minmax', not {channel_weights!r}")
+        self.channel_weights = channel_weights
+        self._loss_channel_w: torch.Tensor | None = None
         self.val_auroc, self.val_auprc = BinaryAUROC(), BinaryAveragePrecision()
         self._risk_seen, self._risk_positives = False, 0.0  # this validation epoch's risk targets
 
@@ -69,6 +102,9 @@ class TwinLitModule(L.LightningModule):
             return
         if self.mse_balance > 0:
             self._mse_channel_w = channel_balance(dm.splits["train"], self.mse_balance)
+        if self.channel_weights == "minmax":
+            self._loss_channel_w = minmax_channel_weights(dm.splits["train"], dm.spec, dm.normaliser)
+            self.metadata["loss_channel_weights"] = self._loss_channel_w.tolist()
         if self.channel_prior != "fitted" or not self.twin.anchored:
             return
         from twinode.models.channel_prior import fit_channel_decay
@@ -87,7 +123,10 @@ class TwinLitModule(L.LightningModule):
         tq = torch.cat([b.hist_t, b.tgt_t], dim=1) if recon else b.tgt_t
         mean, log_std = self.twin.decode_at(z, b.anchor, tq, b.doses, s_emb, *hist)
         n = b.hist_t.shape[1] if recon else 0
-        nll_f, cnt_f = beta_nll(b.tgt_x, b.tgt_m, mean[:, n:], log_std[:, n:], self.nll_beta if self.training else 0.0)
+        # Training weighs channels as the configured scale does; validation keeps every target alike.
+        cw = self._loss_channel_w.to(b.tgt_m) if (self._loss_channel_w is not None and self.training) else None
+        tgt_w = b.tgt_m if cw is None else b.tgt_m * cw
+        nll_f, cnt_f = beta_nll(b.tgt_x, tgt_w, mean[:, n:], log_std[:, n:], self.nll_beta if self.training else 0.0)
         if recon:
             nll_r, cnt_r = gaussian_nll(b.hist_x, b.hist_m, mean[:, :n], log_std[:, :n])
         else:
@@ -98,7 +137,7 @@ class TwinLitModule(L.LightningModule):
         denom = (cnt_f + rw * cnt_r).clamp(min=1.0)
         loss = (nll_f + rw * nll_r + beta * kl) / denom
         if self.mse_weight > 0:
-            m = b.tgt_m if self._mse_channel_w is None else b.tgt_m * self._mse_channel_w.to(b.tgt_m)
+            m = tgt_w if self._mse_channel_w is None else tgt_w * self._mse_channel_w.to(b.tgt_m)
             loss = loss + self.mse_weight * masked_sq_error(mean[:, n:], b.tgt_x, m)[0] / cnt_f.clamp(min=1.0)
         if self.prior_weight > 0 and self.twin.anchored:
             loss = loss + self.prior_weight * self.twin.decoder.prior_penalty()
