@@ -144,22 +144,17 @@ class AnchoredDecoder(nn.Module):
                                       error_msgs)
 
     @torch.jit.ignore
-    def prior_penalty(self, channel_w: Optional[Tensor] = None) -> Tensor:
+    def prior_penalty(self) -> Tensor:
         """Squared distance of each channel's own parameters from the prior (rate, history-mean
         weight and shrinkage at their starting values, no learned adjustment). Added to the loss
         with a small weight: a channel with many targets moves away as its data say, a rare one
-        stays near the prior instead of fitting a handful of stays. ``channel_w [D]``: the
-        channels' weights in the likelihood (training's ``channel_weights``); each channel's pull
-        scales with its weight, so weighting moves what the shared parts attend to, not how far a
-        channel may stray from its prior."""
-        w = torch.ones_like(self.w) if channel_w is None else channel_w.to(self.w)
-        pen = ((w * (self.log_k - self.log_k_prior).pow(2)).sum() + (w * (self.w - self.w_prior).pow(2)).sum()
-               + (w * (self.raw_n0 - self.raw_n0_prior).pow(2)).sum() + (w.unsqueeze(-1) * self.smooth.pow(2)).sum())
-        for layer, k in ((self.subject[-1], 3), (self.deviation[-1], 2)):  # output rows: k per channel
-            rows = w.repeat(k)
-            pen = pen + (rows.unsqueeze(-1) * layer.weight.pow(2)).sum() + (rows * layer.bias.pow(2)).sum()
+        stays near the prior instead of fitting a handful of stays."""
+        pen = ((self.log_k - self.log_k_prior).pow(2).sum() + (self.w - self.w_prior).pow(2).sum()
+               + (self.raw_n0 - self.raw_n0_prior).pow(2).sum() + self.smooth.pow(2).sum())
+        for layer in (self.subject[-1], self.deviation[-1]):
+            pen = pen + layer.weight.pow(2).sum() + layer.bias.pow(2).sum()
         if isinstance(self.context, HistoryContext):  # its correction starts (and is held) at 0 too
-            pen = pen + self.context.output_penalty(w)
+            pen = pen + self.context.output_penalty()
         return pen
 
     def subject_params(self, z_a: Tensor, h_mean: Tensor, h_cnt: Tensor, last: Tensor,

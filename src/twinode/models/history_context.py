@@ -10,7 +10,7 @@ state at the end of the history and the time since it, so a forecast can use wha
 channel showed up to the cut directly, not only through the latent state.
 """
 
-from typing import Final, Optional, Tuple
+from typing import Final, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -46,15 +46,10 @@ class HistoryContext(nn.Module):
         self.ahead = _zero_head(hidden + 1, out_hidden, n_measurements) if forecast else nn.Identity()
 
     @torch.jit.ignore
-    def output_penalty(self, channel_w: Optional[Tensor] = None) -> Tensor:
-        """Squared size of the output layers: 0 where the context corrects nothing; each
-        channel's output row weighted by ``channel_w [D]`` if given."""
+    def output_penalty(self) -> Tensor:
+        """Squared size of the output layers: 0 where the context corrects nothing."""
         layers = [self.out[-1]] + ([self.ahead[-1]] if isinstance(self.ahead, nn.Sequential) else [])
-        pen = torch.zeros(())
-        for layer in layers:
-            w = torch.ones_like(layer.bias) if channel_w is None else channel_w.to(layer.bias)
-            pen = pen + (w.unsqueeze(-1) * layer.weight.pow(2)).sum() + (w * layer.bias.pow(2)).sum()
-        return pen
+        return sum((p.pow(2).sum() for layer in layers for p in layer.parameters()), torch.zeros(()))
 
     def states(self, hist_t: Tensor, hist_x: Tensor, hist_m: Tensor, hist_len: Tensor) -> Tuple[Tensor, Tensor]:
         """Forward and backward GRU states ``[B, N, H]`` at every history index (the backward

@@ -140,7 +140,7 @@ class TwinLitModule(L.LightningModule):
             m = tgt_w if self._mse_channel_w is None else tgt_w * self._mse_channel_w.to(b.tgt_m)
             loss = loss + self.mse_weight * masked_sq_error(mean[:, n:], b.tgt_x, m)[0] / cnt_f.clamp(min=1.0)
         if self.prior_weight > 0 and self.twin.anchored:
-            loss = loss + self.prior_weight * self.twin.decoder.prior_penalty(self._loss_channel_w)
+            loss = loss + self.prior_weight * self.twin.decoder.prior_penalty()
         out = {"loss": loss, "nll_f": nll_f, "cnt_f": cnt_f, "kl": kl / len(b), "mean_f": mean[:, n:]}
         known = torch.isfinite(b.outcome)
         if self.twin.has_risk and bool(known.any()):

@@ -82,26 +82,3 @@ def test_training_weighs_the_likelihood_and_validation_does_not(tmp_path):
         val = float(lit._objective(batch, sample=False)["loss"])
     assert weighted != pytest.approx(alike, rel=1e-6)
     assert val == pytest.approx(alike, rel=1e-6)  # validation scores every target alike
-
-
-def test_each_channels_prior_pull_scales_with_its_weight():
-    from twinode.models import PatientTwin
-
-    torch.manual_seed(0)
-    twin = PatientTwin(3, 2, 1, latent_dim=4, hidden=8, encoder_hidden=8, decoder="anchored", anchor_context_hidden=6,
-                       anchor_smoothing_h=[1.0])
-    dec = twin.decoder
-    with torch.no_grad():  # move channel 0 alone away from its prior, in every term the penalty has
-        dec.log_k[0] += 0.5
-        dec.w[0] += 0.3
-        dec.smooth[0] += 0.2
-        for layer, k in ((dec.subject[-1], 3), (dec.deviation[-1], 2)):
-            for j in range(k):
-                layer.weight[j * 3].fill_(0.1)
-                layer.bias[j * 3] = 0.2
-        dec.context.out[-1].weight[0].fill_(0.1)
-    plain = float(dec.prior_penalty().detach())
-    assert plain > 0
-    assert float(dec.prior_penalty(torch.tensor([2.0, 0.0, 0.0])).detach()) == pytest.approx(2 * plain, rel=1e-6)
-    assert float(dec.prior_penalty(torch.tensor([0.0, 1.0, 1.0])).detach()) == 0.0
-    assert float(dec.prior_penalty(torch.ones(3)).detach()) == plain
