@@ -30,7 +30,8 @@ class MinMaxScale:
     def __init__(self, mean: Tensor, std: Tensor, log1p: Tensor, lo: Tensor, hi: Tensor):
         self.mean, self.std, self.log1p = mean, std, log1p
         # A channel with one value in training (PhysioNet's MechVent is always 1) has no span:
-        # clipping to [lo, hi] scores any prediction there as 0, not as up to 1 per millionth.
+        # clipping to [lo, hi] scores every prediction there as exact, where a prediction a
+        # millionth above the value used to count as most of a unit.
         self.lo, self.hi, self.span = lo, torch.maximum(hi, lo), (hi - lo).clamp(min=1e-6)
 
     @classmethod
