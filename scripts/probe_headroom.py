@@ -24,21 +24,21 @@ import torch
 def collect(twin, dm, records, protocol: str) -> dict[str, np.ndarray]:
     """One row per observed target: channel, truth and twin on the min-max scale, features."""
     from twinode.evaluation.baselines import Anchors, history_mean, linear_interpolation, locf
-    from twinode.evaluation.protocols import PROTOCOLS, _loader, minmax_scale
+    from twinode.evaluation.protocols import PROTOCOLS, minmax_scale, protocol_loader
 
     scale = minmax_scale(dm)
+
+    def mm(x):
+        return scale(x, clip=True)
+
     rows: dict[str, list] = {k: [] for k in ("d", "y", "twin", "own", "cross")}
     with torch.no_grad():
-        for b in _loader(records, dm, PROTOCOLS[protocol], 128):
+        for b in protocol_loader(records, dm, PROTOCOLS[protocol], 128):
             hist = (b.hist_t, b.hist_x, b.hist_m, b.hist_len)
             s_emb = twin.embed_static(b.static, b.static_m)
             z, _ = twin.encode(*hist, s_emb, b.doses)
             mean, log_std = twin.decode_at(z, b.anchor, b.tgt_t, b.doses, s_emb, *hist)
             a = Anchors(*hist, b.tgt_t)
-
-            def mm(x):
-                return scale(x, clip=True)
-
             when = (b.tgt_t - b.anchor.unsqueeze(1)).unsqueeze(-1).expand_as(mean)
             own = torch.stack([mm(mean), log_std, mm(a.prev), a.age.clamp(max=48), a.prev_ok, mm(a.next),
                                a.gap.clamp(max=48), a.next_ok, mm(linear_interpolation(a)), mm(history_mean(a)),

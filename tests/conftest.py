@@ -34,6 +34,24 @@ def compose_train(tmp_path: Path, overrides: list[str] = ()):
         return compose("train", overrides=base + list(overrides))
 
 
+def set_up_lit(tmp_path: Path, overrides: list[str]):
+    """``(lit, dm)``: the training module and data module of the composed config after a
+    Lightning fit of zero steps, so ``setup`` has run as before the first step of a real one."""
+    from hydra.utils import instantiate
+    from lightning.pytorch import Trainer
+
+    from twinode.training.pipeline import build_twin
+
+    cfg = compose_train(tmp_path, overrides)
+    dm = instantiate(cfg.data)
+    dm.setup()
+    lit = instantiate(cfg.model.lit)(twin=build_twin(cfg, dm.dims, dm.spec))
+    trainer = Trainer(max_steps=0, limit_val_batches=0, accelerator="cpu", logger=False, enable_progress_bar=False,
+                      enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0)
+    trainer.fit(lit, datamodule=dm)
+    return lit, dm
+
+
 @pytest.fixture
 def small_cfg(tmp_path):
     return compose_train(tmp_path, FAST + COARSE)

@@ -34,15 +34,11 @@ PROTOCOL_SEED = 42
 
 def minmax_scale(dm) -> MinMaxScale:
     """Each channel's range over the train and tuning splits' raw values."""
-    recs = list(dm.splits["train"]) + list(dm.splits["tuning"])
-    values = torch.from_numpy(np.concatenate([r.values for r in recs]))
-    mask = torch.from_numpy(np.concatenate([r.mask for r in recs]))
-    norm = dm.normaliser
-    log1p = torch.tensor([f.transform == "log1p" for f in dm.spec.measurements])
-    return MinMaxScale.fit(values, mask, torch.from_numpy(norm.meas_mean), torch.from_numpy(norm.meas_std), log1p)
+    return MinMaxScale.from_records(list(dm.splits["train"]) + list(dm.splits["tuning"]), dm.spec, dm.normaliser)
 
 
-def _loader(records, dm, mode: str, batch_size: int) -> DataLoader:
+def protocol_loader(records, dm, mode: str, batch_size: int) -> DataLoader:
+    """The protocol's windows of ``records`` (mode ``PROTOCOLS[name]``, the fixed protocol seed), batched."""
     windows = ForecastWindows(records, dm.horizon_h, dm.spec.window_hours, mode, seed=PROTOCOL_SEED)
     return DataLoader(windows, batch_size=batch_size, shuffle=False, collate_fn=collate_windows)
 
@@ -74,7 +70,7 @@ def evaluate_twin(twin, dm, protocols: tuple[str, ...] = tuple(PROTOCOLS), batch
     with torch.no_grad():
         for proto in protocols:
             scores = {k: ForecastScore(D) for k in ("twin", *BASELINES, "decay_to_mean")}
-            for b in _progress(_loader(held_out, dm, PROTOCOLS[proto], batch_size), proto, progress):
+            for b in _progress(protocol_loader(held_out, dm, PROTOCOLS[proto], batch_size), proto, progress):
                 hist = (b.hist_t, b.hist_x, b.hist_m, b.hist_len)
                 s_emb = twin.embed_static(b.static, b.static_m)
                 z, _ = twin.encode(*hist, s_emb, b.doses)

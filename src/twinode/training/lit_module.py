@@ -14,7 +14,7 @@ from twinode.models.decoders import gaussian_nll
 from twinode.models.twin import PatientTwin
 from twinode.training.losses import beta_nll, kl_standard_normal, kl_weight
 from twinode.models.baselines import locf_forecast
-from twinode.training.metrics import masked_abs_error, masked_sq_error
+from twinode.training.metrics import MinMaxScale, masked_abs_error, masked_sq_error
 
 
 def channel_balance(records, power: float) -> torch.Tensor:
@@ -33,13 +33,9 @@ def minmax_channel_weights(records, spec, normaliser, floor: float = 0.1) -> tor
     observed value is 1, and floored at ``floor`` so a channel that barely moves is still learned."""
     import numpy as np
 
-    from twinode.training.metrics import MinMaxScale
-
+    scale = MinMaxScale.from_records(records, spec, normaliser)
     values = torch.from_numpy(np.concatenate([r.values for r in records])).double()
     mask = torch.from_numpy(np.concatenate([r.mask for r in records])).double()
-    log1p = torch.tensor([f.transform == "log1p" for f in spec.measurements])
-    scale = MinMaxScale.fit(values, mask, torch.from_numpy(normaliser.meas_mean).double(),
-                            torch.from_numpy(normaliser.meas_std).double(), log1p)
     cnt = mask.sum(0).clamp(min=1.0)
 
     def var(x: torch.Tensor) -> torch.Tensor:

@@ -45,6 +45,18 @@ class MinMaxScale:
         seen = mask.sum(0) > 0
         return cls(mean, std, log1p, torch.where(seen, lo, 0.0), torch.where(seen, hi, 1.0))
 
+    @classmethod
+    def from_records(cls, records, spec, normaliser) -> "MinMaxScale":
+        """Range per channel over normalised subject ``records``' observed values, with the
+        normalisation (``normaliser.meas_mean``/``meas_std``) and log1p channels of ``spec``."""
+        import numpy as np
+
+        values = torch.from_numpy(np.concatenate([r.values for r in records]))
+        mask = torch.from_numpy(np.concatenate([r.mask for r in records]))
+        log1p = torch.tensor([f.transform == "log1p" for f in spec.measurements])
+        return cls.fit(values, mask, torch.from_numpy(normaliser.meas_mean), torch.from_numpy(normaliser.meas_std),
+                       log1p)
+
     def original(self, x: Tensor) -> Tensor:
         y = x * self.std + self.mean
         return torch.where(self.log1p, torch.expm1(y.clamp(max=30.0)), y)

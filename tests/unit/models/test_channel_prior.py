@@ -81,20 +81,10 @@ def test_checkpoints_without_the_prior_load_with_the_old_behaviour():
 
 
 def test_training_fits_the_prior_before_the_first_step(tmp_path):
-    from hydra.utils import instantiate
-    from lightning.pytorch import Trainer
+    from tests.conftest import COARSE, FAST, set_up_lit
 
-    from tests.conftest import COARSE, FAST, compose_train
-    from twinode.training.pipeline import build_twin
-
-    cfg = compose_train(tmp_path, FAST + COARSE + ["model=anchored_ode", "data.source.n_patients=40",
-                                                   "model.lit.channel_prior=fitted"])
-    dm = instantiate(cfg.data)
-    dm.setup()
-    lit = instantiate(cfg.model.lit)(twin=build_twin(cfg, dm.dims, dm.spec))
-    trainer = Trainer(max_steps=0, limit_val_batches=0, accelerator="cpu", logger=False, enable_progress_bar=False,
-                      enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0)
-    trainer.fit(lit, datamodule=dm)
+    lit, dm = set_up_lit(tmp_path, FAST + COARSE + ["model=anchored_ode", "data.source.n_patients=40",
+                                                    "model.lit.channel_prior=fitted"])
     w, k = fit_channel_decay(dm.forecast_batches("train"), dm.dims["n_measurements"])
     torch.testing.assert_close(lit.twin.decoder.w_prior, w)
     torch.testing.assert_close(lit.twin.decoder.log_k_prior, torch.log(k))

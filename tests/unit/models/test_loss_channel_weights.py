@@ -54,20 +54,10 @@ def test_an_unknown_weighting_is_refused():
 
 
 def test_training_weighs_the_likelihood_and_validation_does_not(tmp_path):
-    from hydra.utils import instantiate
-    from lightning.pytorch import Trainer
+    from tests.conftest import COARSE, FAST, set_up_lit
 
-    from tests.conftest import COARSE, FAST, compose_train
-    from twinode.training.pipeline import build_twin
-
-    cfg = compose_train(tmp_path, FAST + COARSE + ["model=anchored_ode", "data.source.n_patients=40",
-                                                   "model.lit.channel_weights=minmax"])
-    dm = instantiate(cfg.data)
-    dm.setup()
-    lit = instantiate(cfg.model.lit)(twin=build_twin(cfg, dm.dims, dm.spec))
-    trainer = Trainer(max_steps=0, limit_val_batches=0, accelerator="cpu", logger=False, enable_progress_bar=False,
-                      enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0)
-    trainer.fit(lit, datamodule=dm)
+    lit, dm = set_up_lit(tmp_path, FAST + COARSE + ["model=anchored_ode", "data.source.n_patients=40",
+                                                    "model.lit.channel_weights=minmax"])
     w = minmax_channel_weights(dm.splits["train"], dm.spec, dm.normaliser)
     torch.testing.assert_close(lit._loss_channel_w, w)
     assert lit.metadata["loss_channel_weights"] == w.tolist()
