@@ -71,14 +71,22 @@ class AnchoredDecoder(nn.Module):
 
     smoothing: Final[bool]
     has_context: Final[bool]
+    has_trend: Final[bool]
     smooth_tau: Tensor
 
     def __init__(self, latent_dim: int, n_measurements: int, hidden: int = 64, min_std: float = 1e-2,
                  rate_per_h: float = 0.1, dropout: float = 0.0, smoothing_h: Optional[List[float]] = None,
-                 context_hidden: int = 0, context_forecast: bool = False):
+                 context_hidden: int = 0, context_forecast: bool = False, trend_h: Optional[List[float]] = None):
         super().__init__()
         D = n_measurements
         self.n = D
+        trend = [float(h) for h in trend_h] if trend_h else []
+        if any(not h > 0 for h in trend):
+            raise ValueError(f"level trend time constants must be > 0 hours, got {trend}")
+        self.has_trend = len(trend) > 0
+        if self.has_trend:
+            self.register_buffer("trend_tau", torch.tensor(trend, dtype=torch.float32))
+            self.trend = nn.Parameter(torch.zeros(D, len(trend)))
         taus = [float(h) for h in smoothing_h] if smoothing_h else []
         if any(not h > 0 for h in taus):
             raise ValueError(f"smoothing bandwidths must be > 0 hours, got {taus}")
@@ -151,6 +159,8 @@ class AnchoredDecoder(nn.Module):
         stays near the prior instead of fitting a handful of stays."""
         pen = ((self.log_k - self.log_k_prior).pow(2).sum() + (self.w - self.w_prior).pow(2).sum()
                + (self.raw_n0 - self.raw_n0_prior).pow(2).sum() + self.smooth.pow(2).sum())
+        if self.has_trend:
+            pen = pen + self.trend.pow(2).sum()
         for layer in (self.subject[-1], self.deviation[-1]):
             pen = pen + layer.weight.pow(2).sum() + layer.bias.pow(2).sum()
         if isinstance(self.context, HistoryContext):  # its correction starts (and is held) at 0 too
@@ -171,6 +181,16 @@ class AnchoredDecoder(nn.Module):
         k = torch.exp((self.log_k + d_logk).clamp(-9.0, 3.0))
         sp = torch.exp((self.log_sp + d_logsp).clamp(-4.0, 3.0))
         return level, k, sp
+
+    def level_trend(self, t: Tensor) -> Tensor:
+        """Each channel's level shift ``[B, K, D]`` at times ``t [B, K]`` (hours since the
+        record's start): ``sum_j trend[d, j] exp(-t / tau_j)``, a course over the stay shared by
+        every subject (a sedated patient's GCS, FiO2 weaned after admission); 0 when off."""
+        if self.has_trend:
+            basis = torch.exp(-t.clamp(min=0.0).unsqueeze(-1) / self.trend_tau.to(t.dtype))  # [B, K, J]
+            return torch.matmul(basis, self.trend.t())
+        else:
+            return torch.zeros(t.shape[0], t.shape[1], self.n, dtype=t.dtype, device=t.device)
 
     def anchor_kernels(self, hist_t: Tensor, hist_x: Tensor, hist_m: Tensor, hist_len: Tensor, prev_idx: Tensor,
                        next_idx: Tensor) -> Tuple[Tensor, Tensor]:
@@ -195,17 +215,24 @@ class AnchoredDecoder(nn.Module):
     def forward(self, zq: Tensor, zh: Tensor, level: Tensor, k: Tensor, sp: Tensor, prev_idx: Tensor,
                 prev_val: Tensor, prev_age: Tensor, prev_ok: Tensor, next_idx: Tensor, next_val: Tensor,
                 next_gap: Tensor, next_ok: Tensor, prev_kernel: Optional[Tensor] = None,
-                next_kernel: Optional[Tensor] = None, correction: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+                next_kernel: Optional[Tensor] = None, correction: Optional[Tensor] = None,
+                level_shift: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """Mean and log-std ``[B, Q, D]`` from latent states ``zq [B, Q, L]`` at the queries and
         ``zh [B, N, L]`` at the history's times, and the per-query anchors (indices into the
         history, values, ages/gaps, whether they exist; with ``smoothing``, the smoothed values
-        at the anchors ``[B, Q, D, J]``)."""
+        at the anchors ``[B, Q, D, J]``). ``level_shift [B, Q + N, D]`` (the doses' direct
+        effect, :class:`models.dose_readout.DoseReadout`) moves the level at the queries and at
+        the history's times, as the latent path's deviation does."""
         if self.smoothing and prev_kernel is not None and next_kernel is not None:
             prev_val = self.smoothed_anchor(prev_val, prev_kernel, prev_ok)
             next_val = self.smoothed_anchor(next_val, next_kernel, next_ok)
         out = self.deviation(zq)
         dev, scale = out[..., : self.n], out[..., self.n:]
         dev_h = self.deviation(zh)[..., : self.n]  # [B, N, D]: the level's move at each history time
+        if level_shift is not None:
+            q = dev.shape[1]
+            dev = dev + level_shift[:, :q]
+            dev_h = dev_h + level_shift[:, q:]
         mu_t = level.unsqueeze(1) + dev
         mu_p = level.unsqueeze(1) + torch.gather(dev_h, 1, prev_idx)
         mu_n = level.unsqueeze(1) + torch.gather(dev_h, 1, next_idx)

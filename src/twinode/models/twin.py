@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from twinode.errors import ConfigError
 from twinode.models.anchoring import anchor_indices, anchors_at, history_extremes, history_stats, last_values
 from twinode.models.decoders import AnchoredDecoder, GaussianDecoder
+from twinode.models.dose_readout import DoseReadout
 from twinode.models.dynamics import DoseEffect, HybridField, MLPField
 from twinode.models.encoders import GRUDeltaEncoder, ODERNNEncoder
 from twinode.solvers import FixedGridSolver
@@ -44,12 +45,18 @@ class PatientTwin(nn.Module):
     inputs (``models.dynamics.DoseEffect``; None: the chain alone). ``encoder_doses``: the
     encoder also reads each dose channel's effect at every observation time (its own
     ``DoseEffect``), so the state at the anchor can hold how this subject answered earlier
-    doses, not only what was measured."""
+    doses, not only what was measured. ``dose_readout`` (anchored decoder with dose channels
+    only): each dose also shifts every channel's level directly through its own two-compartment
+    chain and a learned gain per channel pair (:class:`models.dose_readout.DoseReadout`), as
+    well as through the latent state. ``level_trend_h`` (anchored decoder; time constants in
+    hours, None: off): each channel's level follows a course over the time since the record's
+    start shared by every subject (:meth:`models.decoders.AnchoredDecoder.level_trend`)."""
 
     variational: Final[bool]
     has_risk: Final[bool]
     anchored: Final[bool]
     encoder_doses: Final[bool]
+    has_dose_readout: Final[bool]
     n_measurements: Final[int]
 
     def __init__(self, n_measurements: int, n_static: int, n_interventions: int, solver=None,
@@ -61,7 +68,8 @@ class PatientTwin(nn.Module):
                  anchor_rate_per_h: float = 0.1, dose_time_scales: Optional[List[float]] = None,
                  anchor_dropout: float = 0.0, encoder_doses: bool = False,
                  anchor_smoothing_h: Optional[List[float]] = None, anchor_context_hidden: int = 0,
-                 anchor_context_forecast: bool = False):
+                 anchor_context_forecast: bool = False, dose_readout: bool = False,
+                 level_trend_h: Optional[List[float]] = None):
         super().__init__()
         if n_measurements < 1:
             raise ValueError(f"a twin needs at least one measurement channel, got n_measurements={n_measurements}")
@@ -99,9 +107,15 @@ class PatientTwin(nn.Module):
                                            dropout=anchor_dropout,
                                            smoothing_h=list(anchor_smoothing_h) if anchor_smoothing_h else None,
                                            context_hidden=anchor_context_hidden,
-                                           context_forecast=anchor_context_forecast)
+                                           context_forecast=anchor_context_forecast,
+                                           trend_h=list(level_trend_h) if level_trend_h else None)
         else:
             self.decoder = GaussianDecoder(latent_dim, n_measurements, hidden)
+        self.has_dose_readout = bool(dose_readout) and self.anchored and n_interventions > 0
+        if self.has_dose_readout:
+            self.dose_readout = DoseReadout(n_measurements, n_interventions, half_life_h)
+        else:
+            self.dose_readout = nn.Identity()
         # Outcome risk (e.g. in-hospital death) from the latent state at the anchor; the
         # anchored twin also gives it each channel's history mean, last value and count.
         self.has_risk = risk_head
@@ -135,11 +149,18 @@ class PatientTwin(nn.Module):
             raise RuntimeError("decode_at: this twin decodes from its anchors; pass hist_t, hist_x, hist_m, hist_len")
         # One solve for the queries and the history's times (the level's move at each anchor).
         q = tq.shape[1]
-        z_all = self.solver(z_a, anchor, torch.cat([tq, hist_t], dim=1), doses, s_emb)
-        return self._decode_anchored(z_all[:, :q], z_all[:, q:], z_a, tq, hist_t, hist_x, hist_m, hist_len)
+        t_all = torch.cat([tq, hist_t], dim=1)
+        z_all = self.solver(z_a, anchor, t_all, doses, s_emb)
+        shift: Optional[Tensor] = None
+        if self.has_dose_readout:
+            shift = self.dose_readout(t_all, doses)
+        if self.decoder.has_trend:
+            trend = self.decoder.level_trend(t_all)
+            shift = trend if shift is None else shift + trend
+        return self._decode_anchored(z_all[:, :q], z_all[:, q:], z_a, tq, hist_t, hist_x, hist_m, hist_len, shift)
 
     def _decode_anchored(self, zq: Tensor, zh: Tensor, z_a: Tensor, tq: Tensor, hist_t: Tensor, hist_x: Tensor,
-                         hist_m: Tensor, hist_len: Tensor) -> tuple[Tensor, Tensor]:
+                         hist_m: Tensor, hist_len: Tensor, shift: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         h_mean, h_cnt = history_stats(hist_x, hist_m, hist_len)
         last, when, _ = last_values(hist_t, hist_x, hist_m, hist_len)
         anchor_t = torch.gather(hist_t, 1, (hist_len - 1).clamp(min=0).unsqueeze(1))  # [B, 1]
@@ -149,8 +170,8 @@ class PatientTwin(nn.Module):
         corr = self.decoder.context_correction(hist_t, hist_x, hist_m, hist_len, tq)
         if self.decoder.smoothing:
             pk, nk = self.decoder.anchor_kernels(hist_t, hist_x, hist_m, hist_len, pi, ni)
-            return self.decoder(zq, zh, level, k, sp, pi, pv, pa, po, ni, nv, ng, no, pk, nk, corr)
-        return self.decoder(zq, zh, level, k, sp, pi, pv, pa, po, ni, nv, ng, no, None, None, corr)
+            return self.decoder(zq, zh, level, k, sp, pi, pv, pa, po, ni, nv, ng, no, pk, nk, corr, shift)
+        return self.decoder(zq, zh, level, k, sp, pi, pv, pa, po, ni, nv, ng, no, None, None, corr, shift)
 
     @torch.jit.export
     def risk_logit(self, z_a: Tensor, s_emb: Tensor, hist_t: Optional[Tensor] = None, hist_x: Optional[Tensor] = None,
