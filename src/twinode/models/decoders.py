@@ -71,22 +71,14 @@ class AnchoredDecoder(nn.Module):
 
     smoothing: Final[bool]
     has_context: Final[bool]
-    has_trend: Final[bool]
     smooth_tau: Tensor
 
     def __init__(self, latent_dim: int, n_measurements: int, hidden: int = 64, min_std: float = 1e-2,
                  rate_per_h: float = 0.1, dropout: float = 0.0, smoothing_h: Optional[List[float]] = None,
-                 context_hidden: int = 0, context_forecast: bool = False, trend_h: Optional[List[float]] = None):
+                 context_hidden: int = 0, context_forecast: bool = False):
         super().__init__()
         D = n_measurements
         self.n = D
-        trend = [float(h) for h in trend_h] if trend_h else []
-        if any(not h > 0 for h in trend):
-            raise ValueError(f"level trend time constants must be > 0 hours, got {trend}")
-        self.has_trend = len(trend) > 0
-        if self.has_trend:
-            self.register_buffer("trend_tau", torch.tensor(trend, dtype=torch.float32))
-            self.trend = nn.Parameter(torch.zeros(D, len(trend)))
         taus = [float(h) for h in smoothing_h] if smoothing_h else []
         if any(not h > 0 for h in taus):
             raise ValueError(f"smoothing bandwidths must be > 0 hours, got {taus}")
@@ -159,8 +151,6 @@ class AnchoredDecoder(nn.Module):
         stays near the prior instead of fitting a handful of stays."""
         pen = ((self.log_k - self.log_k_prior).pow(2).sum() + (self.w - self.w_prior).pow(2).sum()
                + (self.raw_n0 - self.raw_n0_prior).pow(2).sum() + self.smooth.pow(2).sum())
-        if self.has_trend:
-            pen = pen + self.trend.pow(2).sum()
         for layer in (self.subject[-1], self.deviation[-1]):
             pen = pen + layer.weight.pow(2).sum() + layer.bias.pow(2).sum()
         if isinstance(self.context, HistoryContext):  # its correction starts (and is held) at 0 too
@@ -181,16 +171,6 @@ class AnchoredDecoder(nn.Module):
         k = torch.exp((self.log_k + d_logk).clamp(-9.0, 3.0))
         sp = torch.exp((self.log_sp + d_logsp).clamp(-4.0, 3.0))
         return level, k, sp
-
-    def level_trend(self, t: Tensor) -> Tensor:
-        """Each channel's level shift ``[B, K, D]`` at times ``t [B, K]`` (hours since the
-        record's start): ``sum_j trend[d, j] exp(-t / tau_j)``, a course over the stay shared by
-        every subject (a sedated patient's GCS, FiO2 weaned after admission); 0 when off."""
-        if self.has_trend:
-            basis = torch.exp(-t.clamp(min=0.0).unsqueeze(-1) / self.trend_tau.to(t.dtype))  # [B, K, J]
-            return torch.matmul(basis, self.trend.t())
-        else:
-            return torch.zeros(t.shape[0], t.shape[1], self.n, dtype=t.dtype, device=t.device)
 
     def anchor_kernels(self, hist_t: Tensor, hist_x: Tensor, hist_m: Tensor, hist_len: Tensor, prev_idx: Tensor,
                        next_idx: Tensor) -> Tuple[Tensor, Tensor]:

@@ -48,9 +48,7 @@ class PatientTwin(nn.Module):
     doses, not only what was measured. ``dose_readout`` (anchored decoder with dose channels
     only): each dose also shifts every channel's level directly through its own two-compartment
     chain and a learned gain per channel pair (:class:`models.dose_readout.DoseReadout`), as
-    well as through the latent state. ``level_trend_h`` (anchored decoder; time constants in
-    hours, None: off): each channel's level follows a course over the time since the record's
-    start shared by every subject (:meth:`models.decoders.AnchoredDecoder.level_trend`)."""
+    well as through the latent state."""
 
     variational: Final[bool]
     has_risk: Final[bool]
@@ -68,8 +66,7 @@ class PatientTwin(nn.Module):
                  anchor_rate_per_h: float = 0.1, dose_time_scales: Optional[List[float]] = None,
                  anchor_dropout: float = 0.0, encoder_doses: bool = False,
                  anchor_smoothing_h: Optional[List[float]] = None, anchor_context_hidden: int = 0,
-                 anchor_context_forecast: bool = False, dose_readout: bool = False,
-                 level_trend_h: Optional[List[float]] = None):
+                 anchor_context_forecast: bool = False, dose_readout: bool = False):
         super().__init__()
         if n_measurements < 1:
             raise ValueError(f"a twin needs at least one measurement channel, got n_measurements={n_measurements}")
@@ -107,8 +104,7 @@ class PatientTwin(nn.Module):
                                            dropout=anchor_dropout,
                                            smoothing_h=list(anchor_smoothing_h) if anchor_smoothing_h else None,
                                            context_hidden=anchor_context_hidden,
-                                           context_forecast=anchor_context_forecast,
-                                           trend_h=list(level_trend_h) if level_trend_h else None)
+                                           context_forecast=anchor_context_forecast)
         else:
             self.decoder = GaussianDecoder(latent_dim, n_measurements, hidden)
         self.has_dose_readout = bool(dose_readout) and self.anchored and n_interventions > 0
@@ -154,9 +150,6 @@ class PatientTwin(nn.Module):
         shift: Optional[Tensor] = None
         if self.has_dose_readout:
             shift = self.dose_readout(t_all, doses)
-        if self.decoder.has_trend:
-            trend = self.decoder.level_trend(t_all)
-            shift = trend if shift is None else shift + trend
         return self._decode_anchored(z_all[:, :q], z_all[:, q:], z_a, tq, hist_t, hist_x, hist_m, hist_len, shift)
 
     def _decode_anchored(self, zq: Tensor, zh: Tensor, z_a: Tensor, tq: Tensor, hist_t: Tensor, hist_x: Tensor,
