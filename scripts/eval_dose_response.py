@@ -22,6 +22,10 @@ from twinode.data.sources import SyntheticICUSource
 from twinode.data.tensorize import tensorize
 from twinode.export.torchscript import load_twin
 
+# The middle of the cohort's parameter ranges (synthetic_icu.draw_patients: half-life
+# uniform on 1.5-3 h, emax on 18-30 mmHg).
+POP_HALF_LIFE, POP_EMAX = 2.25, 24.0
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -41,7 +45,7 @@ def main() -> None:
     loaded = SyntheticICUSource(args.n_patients, args.seed).load()
     records, _ = tensorize(loaded.events, loaded.spec)
     params = patients(args.n_patients, args.seed)
-    model_peak, true_peak = [], []
+    model_peak, true_peak, plan_peak, own_emax_peak = [], [], [], []
     cases = [(r, cut) for r in records if loaded.splits[r.subject_id] == args.split for cut in args.cuts]
     for r, cut in cases:
         future = r.doses[(r.doses[:, 0] > cut) & (r.doses[:, 0] <= cut + args.window)]
@@ -60,6 +64,11 @@ def main() -> None:
         i = r.subject_id
         truth = map_dose_response(params["half_life"][i], params["emax"][i], r.doses[:, [0, 2]], past[:, [0, 2]], q)
         true_peak.append(float(truth.max()))
+        # References: the simulator with the population's parameters for everyone (what the plan
+        # alone tells), and with this subject's own drug effect (what a history could add).
+        plan_peak.append(float(map_dose_response(POP_HALF_LIFE, POP_EMAX, r.doses[:, [0, 2]], past[:, [0, 2]], q).max()))
+        own_emax_peak.append(float(map_dose_response(POP_HALF_LIFE, params["emax"][i], r.doses[:, [0, 2]],
+                                                     past[:, [0, 2]], q).max()))
     m, t = np.asarray(model_peak), np.asarray(true_peak)
     if len(m) == 0:
         raise SystemExit(f"error: no {args.split} subject has a dose after a cut; change --cuts or widen --window")
@@ -67,6 +76,14 @@ def main() -> None:
     print("| cases | true peak MAP lift (mmHg) | twin's peak MAP lift (mmHg) | twin / truth | correlation across subjects |")
     print("|---|---|---|---|---|")
     print(f"| {len(m)} | {t.mean():.2f} | {m.mean():.2f} | {m.mean() / t.mean():.2f} | {corr:.2f} |")
+    if len(m) > 2:
+        p, e = np.asarray(plan_peak), np.asarray(own_emax_peak)
+        c = lambda a, b: float(np.corrcoef(a, b)[0, 1])
+        print()
+        print("| correlation with the true lifts: simulator, population parameters (the plan alone) | simulator, "
+              "each subject's emax | twin with the population run | twin's departure from it with the truth's |")
+        print("|---|---|---|---|")
+        print(f"| {c(p, t):.2f} | {c(e, t):.2f} | {c(m, p):.2f} | {c(m / m.mean() - p / p.mean(), t / t.mean() - p / p.mean()):.2f} |")
 
 
 if __name__ == "__main__":
