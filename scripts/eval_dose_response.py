@@ -7,7 +7,7 @@ forecasts MAP with and without those doses; the simulator's exact counterfactual
 of ``--cuts`` that has a dose after it is one case (the default, one cut at 30 h on the tuning
 split, is the figure docs/results.md reports; more cuts and ``--split held_out`` give more cases).
 
-    .venv/bin/python scripts/eval_dose_response.py --twin outputs/train/runs/<time>/twin.pt
+    .venv/bin/python scripts/eval_dose_response.py --twin outputs/train/runs/<time>/twin.pt [--time-course]
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from twinode.export.torchscript import load_twin
 # The middle of the cohort's parameter ranges (synthetic_icu.draw_patients: half-life
 # uniform on 1.5-3 h, emax on 18-30 mmHg).
 POP_HALF_LIFE, POP_EMAX = 2.25, 24.0
+COURSE_H = (0.25, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 
 
 def main() -> None:
@@ -36,6 +37,8 @@ def main() -> None:
                     help="hours of history, comma-separated (one case per cut with a dose after it)")
     ap.add_argument("--split", choices=["tuning", "held_out"], default="tuning")
     ap.add_argument("--window", type=float, default=8.0, help="doses within this many hours after the cut")
+    ap.add_argument("--time-course", action="store_true",
+                    help="also the mean MAP lift of each case's first dose alone, 15 min to 8 h after it")
     args = ap.parse_args()
     torch.set_num_threads(1)
 
@@ -46,6 +49,7 @@ def main() -> None:
     records, _ = tensorize(loaded.events, loaded.spec)
     params = patients(args.n_patients, args.seed)
     model_peak, true_peak, plan_peak, own_emax_peak = [], [], [], []
+    course_twin, course_true = [], []
     cases = [(r, cut) for r in records if loaded.splits[r.subject_id] == args.split for cut in args.cuts]
     for r, cut in cases:
         future = r.doses[(r.doses[:, 0] > cut) & (r.doses[:, 0] <= cut + args.window)]
@@ -69,6 +73,15 @@ def main() -> None:
         plan_peak.append(float(map_dose_response(POP_HALF_LIFE, POP_EMAX, r.doses[:, [0, 2]], past[:, [0, 2]], q).max()))
         own_emax_peak.append(float(map_dose_response(POP_HALF_LIFE, params["emax"][i], r.doses[:, [0, 2]],
                                                      past[:, [0, 2]], q).max()))
+        if args.time_course:
+            first = np.concatenate([past, future[:1]])
+            grid = future[0, 0] + np.asarray(COURSE_H, dtype=np.float32)
+            with torch.no_grad():
+                lift = twin.forecast(*args_t, torch.tensor(first), torch.tensor(grid))[0] - \
+                    twin.forecast(*args_t, torch.tensor(past), torch.tensor(grid))[0]
+            course_twin.append(lift[:, map_ch].numpy())
+            course_true.append(map_dose_response(params["half_life"][i], params["emax"][i], first[:, [0, 2]],
+                                                 past[:, [0, 2]], grid))
     m, t = np.asarray(model_peak), np.asarray(true_peak)
     if len(m) == 0:
         raise SystemExit(f"error: no {args.split} subject has a dose after a cut; change --cuts or widen --window")
@@ -84,6 +97,13 @@ def main() -> None:
               "each subject's emax | twin with the population run | twin's departure from it with the truth's |")
         print("|---|---|---|---|")
         print(f"| {c(p, t):.2f} | {c(e, t):.2f} | {c(m, p):.2f} | {c(m / m.mean() - p / p.mean(), t / t.mean() - p / p.mean()):.2f} |")
+    if args.time_course:
+        tw, tr = np.mean(course_twin, axis=0), np.mean(course_true, axis=0)
+        print()
+        print("| mean MAP lift (mmHg), h after the first dose | " + " | ".join(f"{h:g}" for h in COURSE_H) + " |")
+        print("|---" * (len(COURSE_H) + 1) + "|")
+        print("| simulator | " + " | ".join(f"{v:.2f}" for v in tr) + " |")
+        print("| twin | " + " | ".join(f"{v:.2f}" for v in tw) + " |")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ def _run(monkeypatch, capsys, twin_path):
     spec = importlib.util.spec_from_file_location("eval_dose_response", REPO / "scripts" / "eval_dose_response.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    monkeypatch.setattr(sys, "argv", ["eval_dose_response.py", "--twin", str(twin_path), "--n-patients", "120"])
+    monkeypatch.setattr(sys, "argv", ["eval_dose_response.py", "--twin", str(twin_path), "--n-patients", "120",
+                                      "--time-course"])
     script.main()
     return [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line]
 
@@ -38,3 +39,9 @@ def test_the_twins_lift_and_the_simulator_references(tmp_path, monkeypatch, caps
     # Knowing each subject's drug effect tracks the truth better than the plan alone does.
     assert 0.0 < plan_alone < own_emax <= 1.0
     assert -1.0 <= twin_vs_plan <= 1.0
+    # The time course: the simulator's mean lift rises, then falls; the twin's follows its readout.
+    simulator = [float(c) for c in rows[5].strip("|").split("|")[1:]]
+    twin_course = [float(c) for c in rows[6].strip("|").split("|")[1:]]
+    assert len(simulator) == len(twin_course) == 9
+    assert simulator[0] < max(simulator) and simulator[-1] < max(simulator)
+    assert twin_course[0] < max(twin_course) and min(twin_course) > 0
