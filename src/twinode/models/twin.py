@@ -147,13 +147,14 @@ class PatientTwin(nn.Module):
         q = tq.shape[1]
         t_all = torch.cat([tq, hist_t], dim=1)
         z_all = self.solver(z_a, anchor, t_all, doses, s_emb)
-        shift: Optional[Tensor] = None
+        level_shift: Optional[Tensor] = None
         if self.has_dose_readout:
-            shift = self.dose_readout(t_all, doses)
-        return self._decode_anchored(z_all[:, :q], z_all[:, q:], z_a, tq, hist_t, hist_x, hist_m, hist_len, shift)
+            level_shift = self.dose_readout(t_all, doses)
+        return self._decode_anchored(z_all[:, :q], z_all[:, q:], z_a, tq, hist_t, hist_x, hist_m, hist_len,
+                                     level_shift)
 
     def _decode_anchored(self, zq: Tensor, zh: Tensor, z_a: Tensor, tq: Tensor, hist_t: Tensor, hist_x: Tensor,
-                         hist_m: Tensor, hist_len: Tensor, shift: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+                         hist_m: Tensor, hist_len: Tensor, level_shift: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         h_mean, h_cnt = history_stats(hist_x, hist_m, hist_len)
         last, when, _ = last_values(hist_t, hist_x, hist_m, hist_len)
         anchor_t = torch.gather(hist_t, 1, (hist_len - 1).clamp(min=0).unsqueeze(1))  # [B, 1]
@@ -163,8 +164,8 @@ class PatientTwin(nn.Module):
         corr = self.decoder.context_correction(hist_t, hist_x, hist_m, hist_len, tq)
         if self.decoder.smoothing:
             pk, nk = self.decoder.anchor_kernels(hist_t, hist_x, hist_m, hist_len, pi, ni)
-            return self.decoder(zq, zh, level, k, sp, pi, pv, pa, po, ni, nv, ng, no, pk, nk, corr, shift)
-        return self.decoder(zq, zh, level, k, sp, pi, pv, pa, po, ni, nv, ng, no, None, None, corr, shift)
+            return self.decoder(zq, zh, level, k, sp, pi, pv, pa, po, ni, nv, ng, no, pk, nk, corr, level_shift)
+        return self.decoder(zq, zh, level, k, sp, pi, pv, pa, po, ni, nv, ng, no, None, None, corr, level_shift)
 
     @torch.jit.export
     def risk_logit(self, z_a: Tensor, s_emb: Tensor, hist_t: Optional[Tensor] = None, hist_x: Optional[Tensor] = None,

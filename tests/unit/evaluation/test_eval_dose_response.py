@@ -38,7 +38,8 @@ def test_the_twins_lift_and_the_simulator_references(tmp_path, monkeypatch, caps
     plan_alone, own_emax, twin_vs_plan, _ = (float(c) for c in rows[3].strip("|").split("|"))
     # Knowing each subject's drug effect tracks the truth better than the plan alone does.
     assert 0.0 < plan_alone < own_emax <= 1.0
-    assert -1.0 <= twin_vs_plan <= 1.0
+    # This twin's only dose path is the readout's population chain: its lifts follow the plan's.
+    assert twin_vs_plan > 0.5
     # The time course: the simulator's mean lift rises, then falls; the twin's follows its readout.
     simulator = [float(c) for c in rows[5].strip("|").split("|")[1:]]
     twin_course = [float(c) for c in rows[6].strip("|").split("|")[1:]]
