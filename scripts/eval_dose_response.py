@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from twinode.data.simulators.synthetic_icu import map_dose_response, patients
+from twinode.data.simulators.synthetic_icu_observer import ideal_lift
 from twinode.data.sources import SyntheticICUSource
 from twinode.data.tensorize import tensorize
 from twinode.export.torchscript import load_twin
@@ -48,7 +49,7 @@ def main() -> None:
     loaded = SyntheticICUSource(args.n_patients, args.seed).load()
     records, _ = tensorize(loaded.events, loaded.spec)
     params = patients(args.n_patients, args.seed)
-    model_peak, true_peak, plan_peak, own_emax_peak = [], [], [], []
+    model_peak, true_peak, plan_peak, own_emax_peak, ideal_peak = [], [], [], [], []
     course_twin, course_true = [], []
     cases = [(r, cut) for r in records if loaded.splits[r.subject_id] == args.split for cut in args.cuts]
     for r, cut in cases:
@@ -73,6 +74,9 @@ def main() -> None:
         plan_peak.append(float(map_dose_response(POP_HALF_LIFE, POP_EMAX, r.doses[:, [0, 2]], past[:, [0, 2]], q).max()))
         own_emax_peak.append(float(map_dose_response(POP_HALF_LIFE, params["emax"][i], r.doses[:, [0, 2]],
                                                      past[:, [0, 2]], q).max()))
+        seen = keep & (r.mask[:, map_ch] > 0)
+        ideal_peak.append(float(ideal_lift(r.times[seen], r.values[seen, map_ch], past[:, [0, 2]], r.doses[:, [0, 2]],
+                                           cut, params["age"][i], q).max()))
         if args.time_course:
             first = np.concatenate([past, future[:1]])
             grid = future[0, 0] + np.asarray(COURSE_H, dtype=np.float32)
@@ -90,13 +94,15 @@ def main() -> None:
     print("|---|---|---|---|---|")
     print(f"| {len(m)} | {t.mean():.2f} | {m.mean():.2f} | {m.mean() / t.mean():.2f} | {corr:.2f} |")
     if len(m) > 2:
-        p, e = np.asarray(plan_peak), np.asarray(own_emax_peak)
+        p, e, o = np.asarray(plan_peak), np.asarray(own_emax_peak), np.asarray(ideal_peak)
         c = lambda a, b: float(np.corrcoef(a, b)[0, 1])
         print()
-        print("| correlation with the true lifts: simulator, population parameters (the plan alone) | simulator, "
-              "each subject's emax | twin with the population run | twin's departure from it with the truth's |")
-        print("|---|---|---|---|")
-        print(f"| {c(p, t):.2f} | {c(e, t):.2f} | {c(m, p):.2f} | {c(m / m.mean() - p / p.mean(), t / t.mean() - p / p.mean()):.2f} |")
+        print("| correlation with the true lifts: simulator, population parameters (the plan alone) | ideal observer "
+              "(the simulator's equations, each subject's unknowns inferred from the MAP history) | its lift ratio | "
+              "simulator, each subject's emax | twin with the population run | twin's departure from it with the truth's |")
+        print("|---|---|---|---|---|---|")
+        print(f"| {c(p, t):.2f} | {c(o, t):.2f} | {o.mean() / t.mean():.2f} | {c(e, t):.2f} | {c(m, p):.2f} | "
+              f"{c(m / m.mean() - p / p.mean(), t / t.mean() - p / p.mean()):.2f} |")
     if args.time_course:
         tw, tr = np.mean(course_twin, axis=0), np.mean(course_true, axis=0)
         print()

@@ -48,7 +48,8 @@ class PatientTwin(nn.Module):
     doses, not only what was measured. ``dose_readout`` (anchored decoder with dose channels
     only): each dose also shifts every channel's level directly through its own two-compartment
     chain and a learned gain per channel pair (:class:`models.dose_readout.DoseReadout`), as
-    well as through the latent state."""
+    well as through the latent state; ``dose_readout_saturation`` (a starting ``s``, None:
+    linear) saturates the chain's level first, ``u / (1 + s u)``."""
 
     variational: Final[bool]
     has_risk: Final[bool]
@@ -66,7 +67,8 @@ class PatientTwin(nn.Module):
                  anchor_rate_per_h: float = 0.1, dose_time_scales: Optional[List[float]] = None,
                  anchor_dropout: float = 0.0, encoder_doses: bool = False,
                  anchor_smoothing_h: Optional[List[float]] = None, anchor_context_hidden: int = 0,
-                 anchor_context_forecast: bool = False, dose_readout: bool = False):
+                 anchor_context_forecast: bool = False, dose_readout: bool = False,
+                 dose_readout_saturation: Optional[float] = None):
         super().__init__()
         if n_measurements < 1:
             raise ValueError(f"a twin needs at least one measurement channel, got n_measurements={n_measurements}")
@@ -109,7 +111,7 @@ class PatientTwin(nn.Module):
             self.decoder = GaussianDecoder(latent_dim, n_measurements, hidden)
         self.has_dose_readout = bool(dose_readout) and self.anchored and n_interventions > 0
         if self.has_dose_readout:
-            self.dose_readout = DoseReadout(n_measurements, n_interventions, half_life_h)
+            self.dose_readout = DoseReadout(n_measurements, n_interventions, half_life_h, dose_readout_saturation)
         else:
             self.dose_readout = nn.Identity()
         # Outcome risk (e.g. in-hospital death) from the latent state at the anchor; the

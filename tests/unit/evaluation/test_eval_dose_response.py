@@ -1,5 +1,5 @@
 """scripts/eval_dose_response.py on an exported twin of the embedded cohort's layout: the
-twin's lift against the simulator's, and the two simulator references beside it."""
+twin's lift against the simulator's, and the simulator references beside it."""
 
 import importlib.util
 import sys
@@ -35,9 +35,12 @@ def test_the_twins_lift_and_the_simulator_references(tmp_path, monkeypatch, caps
     cases, true_lift, twin_lift, ratio, _ = (float(c) for c in rows[1].strip("|").split("|"))
     assert cases > 0 and true_lift > 0 and twin_lift > 0
     assert abs(ratio - twin_lift / true_lift) < 0.01
-    plan_alone, own_emax, twin_vs_plan, _ = (float(c) for c in rows[3].strip("|").split("|"))
-    # Knowing each subject's drug effect tracks the truth better than the plan alone does.
+    plan_alone, ideal, ideal_ratio, own_emax, twin_vs_plan, _ = (float(c) for c in rows[3].strip("|").split("|"))
+    # Knowing each subject's drug effect tracks the truth better than the plan alone does; the
+    # ideal observer (tests/unit/test_dose_response_truth.py) does at least as well as the plan.
     assert 0.0 < plan_alone < own_emax <= 1.0
+    assert plan_alone <= ideal <= 1.0
+    assert 0.8 < ideal_ratio < 1.2
     # This twin's only dose path is the readout's population chain: its lifts follow the plan's.
     assert twin_vs_plan > 0.5
     # The time course: the simulator's mean lift rises, then falls; the twin's follows its readout.

@@ -91,3 +91,39 @@ def test_scripted_twin_decodes_the_readout_and_its_gradients_in_dose_times_and_a
     assert torch.isfinite(grad).all()
     assert grad[..., 0].abs().sum() > 0 and grad[..., 2].abs().sum() > 0
 
+
+
+def test_a_saturating_readout_lifts_less_on_top_of_drug_already_present_and_scripts():
+    from twinode.models.dose_readout import DoseReadout
+
+    linear, saturating = DoseReadout(2, 1), DoseReadout(2, 1, saturation=0.5)
+    with torch.no_grad():
+        for r in (linear, saturating):
+            r.gain.fill_(1.0)
+    tq = torch.tensor([[4.0]])
+    one = torch.tensor([[[1.0, 0.0, 3.0, 0.0]]])
+    two = torch.tensor([[[0.0, 0.0, 3.0, 0.0], [1.0, 0.0, 3.0, 0.0]]])
+    first = saturating(tq, one)
+    second = saturating(tq, two) - saturating(tq, two[:, :1])
+    # The second dose, given while the first's drug is still there, adds less than it alone.
+    assert float(second[0, 0, 0]) < 0.9 * float(first[0, 0, 0])
+    lin_second = linear(tq, two) - linear(tq, two[:, :1])
+    torch.testing.assert_close(lin_second, linear(tq, one), rtol=1e-5, atol=1e-6)
+    u = linear.kinetics(tq, one)
+    torch.testing.assert_close(first, (u / (1 + 0.5 * u)).expand(-1, -1, 2), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(torch.jit.script(saturating)(tq, two), saturating(tq, two))
+
+
+def test_a_linear_readout_saved_before_the_saturation_option_loads():
+    from twinode.models.dose_readout import DoseReadout
+
+    old = {k: v for k, v in DoseReadout(2, 1).state_dict().items() if k != "log_saturation"}
+    fresh = DoseReadout(2, 1)
+    fresh.load_state_dict(old)
+    assert not fresh.saturating
+    try:
+        DoseReadout(2, 1, saturation=0.0)
+    except ValueError as e:
+        assert "saturation" in str(e)
+    else:
+        raise AssertionError("a zero saturation was accepted")
