@@ -18,7 +18,8 @@ docs/results.md.)
 
 With ``saturation`` (a starting value ``s0 > 0``) the chain's level saturates before the
 gain, ``u / (1 + s u)`` with ``s`` learned per dose channel: a second dose on top of drug
-still present lifts less than the first, as an Emax response does.
+still present lifts less than the first, as an Emax response does (on in
+``model=anchored_ode``, from ``s0 = 1``; docs/results.md).
 """
 
 import math
