@@ -17,15 +17,14 @@ import argparse
 import numpy as np
 import torch
 
-from twinode.data.simulators.synthetic_icu import map_dose_response, patients
+from twinode.data.simulators.synthetic_icu import EMAX_RANGE, HALF_LIFE_RANGE, map_dose_response, patients
 from twinode.data.simulators.synthetic_icu_observer import ideal_lift
 from twinode.data.sources import SyntheticICUSource
 from twinode.data.tensorize import tensorize
 from twinode.export.torchscript import load_twin
 
-# The middle of the cohort's parameter ranges (synthetic_icu.draw_patients: half-life
-# uniform on 1.5-3 h, emax on 18-30 mmHg).
-POP_HALF_LIFE, POP_EMAX = 2.25, 24.0
+# The middle of the cohort's parameter ranges (synthetic_icu.draw_patients).
+POP_HALF_LIFE, POP_EMAX = sum(HALF_LIFE_RANGE) / 2, sum(EMAX_RANGE) / 2
 COURSE_H = (0.25, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 
 

@@ -38,7 +38,7 @@ def test_patients_are_the_ones_the_cohort_simulated():
 def test_the_ideal_observer_learns_each_subjects_drug_effect_from_the_map_history():
     """The Kalman filter with the simulator's own equations narrows emax's prior toward the
     subject's true value, and its lift follows the truth better than the plan alone does."""
-    from twinode.data.simulators.synthetic_icu_observer import _EMAX, emax_posterior, ideal_lift
+    from twinode.data.simulators.synthetic_icu_observer import EMAX_PRIOR, emax_posterior, ideal_lift
 
     n, cut = 60, 40.0
     ev = generate_cohort(n, seed=5)
@@ -53,9 +53,9 @@ def test_the_ideal_observer_learns_each_subjects_drug_effect_from_the_map_histor
             continue
         t, v = maps["time"].to_numpy(), maps["numeric_value"].to_numpy().astype(float)
         mean, var, log_ev = emax_posterior(t, v, past, cut, p["half_life"][i], p["age"][i])
-        assert var < _EMAX[1] and np.isfinite(log_ev)
+        assert var < EMAX_PRIOR[1] and np.isfinite(log_ev)
         errors.append(abs(mean - p["emax"][i]))
-        prior_errors.append(abs(_EMAX[0] - p["emax"][i]))
+        prior_errors.append(abs(EMAX_PRIOR[0] - p["emax"][i]))
         plan = np.vstack([past, [[cut + 1.0, 10.0]]])
         q = np.arange(cut + 1.5, cut + 5.01, 0.5)
         ideal.append(ideal_lift(t, v, past, plan, cut, p["age"][i], q).max())

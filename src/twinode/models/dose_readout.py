@@ -41,7 +41,8 @@ class DoseReadout(nn.Module):
                  saturation: Optional[float] = None):
         super().__init__()
         if saturation is not None and not saturation > 0:
-            raise ValueError(f"dose readout saturation must be > 0 (or None: linear), got {saturation}")
+            raise ValueError(f"dose readout saturation must be > 0 (the starting s of u / (1 + s u)); got {saturation}. "
+                             "Set model.twin.dose_readout_saturation to a positive number, or null for a linear readout")
         self.kinetics = DoseEffect(n_interventions, half_life_h)
         self.saturating = saturation is not None
         # log s per dose channel; a linear readout keeps it (unused) so both share one layout.

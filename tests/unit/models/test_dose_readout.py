@@ -3,6 +3,7 @@ two-compartment chain and a learned gain; off, the twin is what it was."""
 
 import math
 
+import pytest
 import torch
 
 from tests.unit.models._toy import toy_history
@@ -92,7 +93,6 @@ def test_scripted_twin_decodes_the_readout_and_its_gradients_in_dose_times_and_a
     assert grad[..., 0].abs().sum() > 0 and grad[..., 2].abs().sum() > 0
 
 
-
 def test_a_saturating_readout_lifts_less_on_top_of_drug_already_present_and_scripts():
     from twinode.models.dose_readout import DoseReadout
 
@@ -121,9 +121,5 @@ def test_a_linear_readout_saved_before_the_saturation_option_loads():
     fresh = DoseReadout(2, 1)
     fresh.load_state_dict(old)
     assert not fresh.saturating
-    try:
+    with pytest.raises(ValueError, match="saturation must be > 0"):
         DoseReadout(2, 1, saturation=0.0)
-    except ValueError as e:
-        assert "saturation" in str(e)
-    else:
-        raise AssertionError("a zero saturation was accepted")

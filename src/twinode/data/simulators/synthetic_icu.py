@@ -23,9 +23,11 @@ import polars as pl
 
 from twinode.data.schema import FeatureSpec
 
+WINDOW_HOURS = 48.0  # each stay's length
+
 SPEC_DICT = {
     "name": "synthetic_icu",
-    "window_hours": 48.0,
+    "window_hours": WINDOW_HOURS,
     "features": [
         {"name": "HR", "role": "measurement", "code": "HR", "unit": "bpm", "valid_range": [20, 250]},
         {"name": "MAP", "role": "measurement", "code": "MAP", "unit": "mmHg", "valid_range": [15, 200]},
@@ -54,6 +56,20 @@ def feature_spec() -> FeatureSpec:
 
 EC50 = 6.0  # mcg/kg: drug level giving half the maximal MAP lift
 MAP_RATE = 0.6  # 1/h: how fast MAP relaxes towards its target
+# Per-patient priors (draw_patients) and MAP's slow disturbance, named so the ideal observer
+# (synthetic_icu_observer) infers with the very numbers the cohort was drawn with.
+MAP0 = (82.0, 7.0)  # baseline MAP, mmHg: mean, sd
+EMAX_RANGE = (18.0, 30.0)  # maximal drug lift, mmHg (uniform)
+HALF_LIFE_RANGE = (1.5, 3.0)  # drug half-life, h (uniform)
+SICK_NOISE_SD = 0.25  # spread of sickness around what age predicts
+DRIFT_PER_SICK = 28.0  # mmHg of baseline fall over the window per unit of sickness
+DISTURB_DECAY, DISTURB_SD = 0.2, 1.5  # 1/h and mmHg/sqrt(h): an Ornstein-Uhlenbeck disturbance
+MAP_NOISE_SD = _OBSERVATION["MAP"][3]
+
+
+def expected_sickness(age):
+    """Sickness (0-1, before clipping) that age alone predicts."""
+    return 0.6 * (age - 25) / 65
 
 
 def draw_patients(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
@@ -61,14 +77,14 @@ def draw_patients(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     age = rng.uniform(25, 90, n)
     weight = rng.normal(78, 14, n).clip(45, 140)
     sex = rng.integers(0, 2, n).astype(float)
-    sick = np.clip(0.6 * (age - 25) / 65 + rng.normal(0, 0.25, n), 0, 1)
-    map0 = rng.normal(82, 7, n)
+    sick = np.clip(expected_sickness(age) + rng.normal(0, SICK_NOISE_SD, n), 0, 1)
+    map0 = rng.normal(MAP0[0], MAP0[1], n)
     hr0 = rng.normal(78, 8, n)
-    half_life = rng.uniform(1.5, 3.0, n)
-    emax = rng.uniform(18, 30, n)
+    half_life = rng.uniform(HALF_LIFE_RANGE[0], HALF_LIFE_RANGE[1], n)
+    emax = rng.uniform(EMAX_RANGE[0], EMAX_RANGE[1], n)
     phase = rng.uniform(0, 24, n)
     fever = 1.6 * sick * rng.uniform(0.5, 1.0, n)
-    return {"age": age, "weight": weight, "sex": sex, "sick": sick, "map0": map0, "drift": 28 * sick,
+    return {"age": age, "weight": weight, "sex": sex, "sick": sick, "map0": map0, "drift": DRIFT_PER_SICK * sick,
             "hr0": hr0, "half_life": half_life, "emax": emax, "phase": phase, "fever": fever}
 
 
@@ -105,7 +121,7 @@ def map_dose_response(half_life: float, emax: float, doses: np.ndarray, baseline
     return np.interp(query_times, grid, diff)
 
 
-def generate_cohort(n_patients: int = 400, seed: int = 0, window_hours: float = 48.0, dt: float = 0.05) -> pl.DataFrame:
+def generate_cohort(n_patients: int = 400, seed: int = 0, window_hours: float = WINDOW_HOURS, dt: float = 0.05) -> pl.DataFrame:
     """Events of ``n_patients`` synthetic stays: ``subject_id, time (h), code, numeric_value``."""
     if n_patients < 1:
         raise ValueError(f"n_patients must be >= 1, got {n_patients}")
@@ -153,7 +169,7 @@ def generate_cohort(n_patients: int = 400, seed: int = 0, window_hours: float = 
         effect = emax * c / (ec50 + c)
         target_map = map0 - drift * t / window_hours + effect + disturb
         target_hr = hr0 + 0.9 * np.maximum(75 - map_, 0) + 8 * (temp_at(t) - 37.0)
-        disturb = disturb - 0.2 * disturb * dt + 1.5 * np.sqrt(dt) * rng.normal(size=n)
+        disturb = disturb - DISTURB_DECAY * disturb * dt + DISTURB_SD * np.sqrt(dt) * rng.normal(size=n)
         map_ = map_ + dt * MAP_RATE * (target_map - map_)
         hr = hr + dt * 1.0 * (target_hr - hr)
         lac = lac + dt * (0.05 * np.maximum(65 - map_, 0) - 0.12 * (lac - 1.1))

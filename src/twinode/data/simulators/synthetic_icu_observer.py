@@ -16,19 +16,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from twinode.data.simulators.synthetic_icu import EC50, MAP_RATE, map_dose_response
+from twinode.data.simulators.synthetic_icu import (DISTURB_DECAY, DISTURB_SD, DRIFT_PER_SICK, EC50, EMAX_RANGE,
+                                                   HALF_LIFE_RANGE, MAP0, MAP_NOISE_SD, MAP_RATE, SICK_NOISE_SD,
+                                                   WINDOW_HOURS, expected_sickness, map_dose_response)
 
-# draw_patients' priors, as Gaussians with the same mean and variance.
-_MAP0 = (82.0, 7.0**2)
-_EMAX = (24.0, 12.0**2 / 12)
-_SICK_SD = 0.25
-_DRIFT_PER_SICK = 28.0
-_DISTURB_DECAY, _DISTURB_SD = 0.2, 1.5
-HALF_LIVES = np.linspace(1.5, 3.0, 7)
+# emax's uniform prior as a Gaussian with the same mean and variance.
+EMAX_PRIOR = (sum(EMAX_RANGE) / 2, (EMAX_RANGE[1] - EMAX_RANGE[0]) ** 2 / 12)
+HALF_LIVES = np.linspace(HALF_LIFE_RANGE[0], HALF_LIFE_RANGE[1], 7)
 
 
 def emax_posterior(times: np.ndarray, map_obs: np.ndarray, doses: np.ndarray, cut: float, half_life: float,
-                   age: float, noise_sd: float = 4.0, dt: float = 0.05, window_hours: float = 48.0) -> tuple[float, float, float]:
+                   age: float, noise_sd: float = MAP_NOISE_SD, dt: float = 0.05,
+                   window_hours: float = WINDOW_HOURS) -> tuple[float, float, float]:
     """``(mean, variance, log evidence)`` of ``emax`` from the MAP readings ``(times, map_obs)``
     up to ``cut`` and the doses ``[(time, amount)]`` given before it, for one half-life."""
     n = int(round(cut / dt))
@@ -39,18 +38,17 @@ def emax_posterior(times: np.ndarray, map_obs: np.ndarray, doses: np.ndarray, cu
     for step, v in zip(np.round(np.asarray(times) / dt).astype(int), map_obs):
         readings.setdefault(int(step), []).append(float(v))
     # State: MAP, disturbance, map0, drift, emax. MAP starts at map0; the disturbance at 0.
-    sick = 0.6 * (age - 25) / 65
-    x = np.array([_MAP0[0], 0.0, _MAP0[0], _DRIFT_PER_SICK * sick, _EMAX[0]])
+    x = np.array([MAP0[0], 0.0, MAP0[0], DRIFT_PER_SICK * expected_sickness(age), EMAX_PRIOR[0]])
     P = np.zeros((5, 5))
-    P[0, 0] = P[2, 2] = P[0, 2] = P[2, 0] = _MAP0[1]
-    P[3, 3] = (_DRIFT_PER_SICK * _SICK_SD) ** 2
-    P[4, 4] = _EMAX[1]
+    P[0, 0] = P[2, 2] = P[0, 2] = P[2, 0] = MAP0[1] ** 2
+    P[3, 3] = (DRIFT_PER_SICK * SICK_NOISE_SD) ** 2
+    P[4, 4] = EMAX_PRIOR[1]
     R = noise_sd**2
     c, log_evidence = 0.0, 0.0
     a = dt * MAP_RATE
     F = np.eye(5)
     F[0, 0], F[0, 1], F[0, 2] = 1 - a, a, a
-    F[1, 1] = 1 - _DISTURB_DECAY * dt
+    F[1, 1] = 1 - DISTURB_DECAY * dt
     for j in range(n + 1):
         for v in readings.get(j, ()):
             S = P[0, 0] + R
@@ -66,7 +64,7 @@ def emax_posterior(times: np.ndarray, map_obs: np.ndarray, doses: np.ndarray, cu
         F[0, 4] = a * c / (EC50 + c)
         x = F @ x
         P = F @ P @ F.T
-        P[1, 1] += _DISTURB_SD**2 * dt
+        P[1, 1] += DISTURB_SD**2 * dt
         c -= dt * decay * c
     return float(x[4]), float(P[4, 4]), float(log_evidence)
 
