@@ -222,7 +222,8 @@ def step_flops(lit: TwinLitModule, b: Batch, device: str, dtype) -> dict:
     return {"flops": counted, "field_flops": 3 * benchlib.linear_flops(field, 1) * calls.rows, "field_rows": calls.rows}
 
 
-def run(args) -> list[dict]:
+def run(args, on_batch=None) -> list[dict]:
+    """Rows for every batch size; ``on_batch(rows so far)`` after each one."""
     dev = args.device
     dtype = args.autocast
     twin = make_twin(args.latent, args.hidden, dev)
@@ -241,23 +242,31 @@ def run(args) -> list[dict]:
     for B in args.batches:
         b = irregular_batch(B, torch.Generator().manual_seed(B), dev, args.doses)
         lits = {n: with_solver(twin, table_[n]) for n in names}
-        # Reference solve: float64 Dopri5Solver on the same field and inputs.
+        # Reference solve: float64 Dopri5Solver on the same field and inputs, on the CPU (thousands
+        # of tiny adaptive steps: on a GPU each is a kernel launch, and it alone outran --quick).
         with torch.no_grad():
             ref_lit = with_solver(twin, functools.partial(Dopri5Solver, rtol=1e-8, atol=1e-8, max_steps=100000))
-            ref_lit.double()
-            bd = Batch(**{k: (v.double() if v.is_floating_point() else v) for k, v in vars(b).items()})
+            ref_lit.double().cpu()
+            bd = Batch(**{k: (v.double() if v.is_floating_point() else v) for k, v in vars(b.to("cpu")).items()})
             z0, t0, tq, s = solve_inputs(ref_lit, bd)
-            ref = ref_lit.twin.solver(z0, t0, tq, bd.doses, s)
+            ref = ref_lit.twin.solver(z0, t0, tq, bd.doses, s).to(dev)
+            z0, t0, tq, s = (v.to(dev) for v in (z0, t0, tq, s))
         errors, times, status, flops = {}, {n: [] for n in lits}, {}, {}
         for n, lit in lits.items():
+            signal.alarm(int(args.cap))  # the error's solve is capped as the pilot step is
             with torch.no_grad():
                 try:
                     z = lit.twin.solver(z0.float(), t0.float(), tq.float(), b.doses, s.float())
                     errors[n] = float((z.double() - ref).abs().max())
+                    signal.alarm(0)
+                except Timeout:
+                    status[n] = f"> {args.cap:g} s"
+                    continue
                 except Exception as exc:  # a solver that cannot run is reported, not fatal
+                    signal.alarm(0)
                     status[n] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:80]}"
                     continue
-            if "torch.compile" in n:  # compilation happens in the first steps: not part of the cap
+            if "torch.compile" in n or "scripted" in n:  # compiled (scripted: profiled, fused) in the first steps: not part of the cap
                 try:
                     for _ in range(2):
                         train_step(lit, b, dev, dtype)
@@ -292,7 +301,12 @@ def run(args) -> list[dict]:
                          "error": errors.get(n), "status": status.get(n, "ok"), "repeats": len(times[n]),
                          "flops": f.get("flops"), "field_flops": f.get("field_flops"), "field_rows": f.get("field_rows"),
                          "cap_s": args.cap})
+        for r in rows[-len(lits):]:  # each batch's rows as soon as they are in: a run cut short keeps them
+            sec = f"{r['seconds']:.4g} s" if r["seconds"] else "-"
+            print(f"  batch {B}  {r['name']:<40s} {sec:>12s}  {r['status']}", flush=True)
         print(f"batch {B} done (load {os.getloadavg()[0]:.1f})", flush=True)
+        if on_batch is not None:
+            on_batch(rows)
     return rows
 
 
@@ -358,6 +372,12 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     if args.quick:  # about a minute on 2 CPU cores
         args.batches, args.repeats, args.cap = [32, 256], 2, min(args.cap, 5.0)
+        if args.device == "cuda":
+            # A GPU is launch-bound on these small ops: the third-party adaptive rows alone outran
+            # two minutes at batch 32 on an H200 (docs/benchmarks.md); quick keeps our solvers, at
+            # the batches a GPU is for.
+            args.batches = [256, 1024]
+            args.only = args.only or ["rk4 grid", "Dopri5Solver"]
     if args.smoke:
         args.batches, args.repeats, args.latent, args.hidden, args.cap = [4], 1, 8, 16, min(args.cap, 20.0)
     torch.set_num_threads(args.threads)
@@ -365,7 +385,11 @@ def main(argv=None) -> None:
     info = benchlib.machine_info(args.threads, args.device)
     info.update({"dtype": args.dtype, "tf32": args.tf32, "latent": args.latent, "hidden": args.hidden})
     peak = benchlib.matmul_flops(args.device)
-    rows = run(args)
+    def partial(rows: list[dict]) -> None:  # a run stopped by a timeout still leaves its finished batches
+        if args.json:
+            benchlib.write_json(args.json, info, rows, {"partial": True})
+
+    rows = run(args, partial)
     info["loadavg_end"] = os.getloadavg()
     info["matmul_flops"] = peak
     print(json.dumps(info))

@@ -43,3 +43,17 @@ def test_lint_runs_in_ci():
                      (REPO / "Makefile").read_text(), flags=re.M)
     ci = (REPO / ".ci" / "run").read_text()
     assert ci.index("make lint") < ci.index("make test")
+
+
+def test_training_code_imports_without_mlflow():
+    """A GPU box that trains or benchmarks with logger=none need not carry mlflow: the
+    pipeline imports it only where a store is opened."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['mlflow'] = None\n"  # any `import mlflow` now raises ImportError
+            "import twinode.training.pipeline, twinode.tracking.mlflow_store as m\n"
+            "print(m.default_tracking_uri().startswith('sqlite:///'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "True"

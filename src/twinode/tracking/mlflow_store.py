@@ -1,4 +1,8 @@
-"""MLflow store set-up and run bookkeeping (config, versions, fingerprint, artifacts)."""
+"""MLflow store set-up and run bookkeeping (config, versions, fingerprint, artifacts).
+
+mlflow is imported where a store is opened, not with this module: the training pipeline imports
+it, and a machine that trains or benchmarks with ``logger=none`` (a bare GPU box) needs no mlflow.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,12 @@ import os
 import platform
 import subprocess
 from pathlib import Path
-
-import mlflow
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
+from typing import TYPE_CHECKING
 
 from twinode.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 
 LOCK_TIMEOUT_S = 300.0
@@ -26,6 +30,8 @@ def ensure_store(tracking_uri: str, experiment_name: str | None = None,
     name"), and two creating the same experiment collide too. For a ``sqlite:///`` store both
     happen under an exclusive file lock (``<db>.lock``), so whoever comes second finds them done.
     """
+    from mlflow.tracking import MlflowClient
+
     if not tracking_uri.startswith("sqlite:///"):
         client = MlflowClient(tracking_uri)
         client.search_experiments(max_results=1)
@@ -51,6 +57,8 @@ def ensure_store(tracking_uri: str, experiment_name: str | None = None,
 
 
 def _ensure_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> None:
+    from mlflow.exceptions import MlflowException
+
     if client.get_experiment_by_name(name) is None:
         try:
             client.create_experiment(name, artifact_location=artifact_location)
@@ -74,6 +82,7 @@ def git_commit(cwd: str | Path | None = None) -> str:
 
 def environment_tags(root_dir: str | Path | None = None) -> dict[str, str]:
     import lightning
+    import mlflow
     import torch
 
     commit = git_commit(root_dir)
