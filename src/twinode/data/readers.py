@@ -36,9 +36,15 @@ class RawEvents:
         return isinstance(self.events.schema["time"], pl.Datetime)
 
 
+def hash_bucket(subject_id: int) -> int:
+    """The subject's bucket 0-9, from its id alone: same on every machine and run."""
+    return int(hashlib.sha256(str(int(subject_id)).encode()).hexdigest()[:8], 16) % 10
+
+
 def hash_split(subject_id: int) -> str:
-    """80% train, 10% tuning, 10% held_out from the subject id alone: same on every machine and run."""
-    b = int(hashlib.sha256(str(int(subject_id)).encode()).hexdigest()[:8], 16) % 10
+    """80% train, 10% tuning (bucket 8), 10% held_out (bucket 9); see ``scripts/rotate_splits.py``
+    for the other folds."""
+    b = hash_bucket(subject_id)
     return "train" if b < 8 else ("tuning" if b == 8 else "held_out")
 
 
