@@ -3,6 +3,8 @@ the per-variable forecast table, interval coverage per horizon bucket, and morta
 
 from __future__ import annotations
 
+from twinode.evaluation.scoring import NEGLIGIBLE_MSE
+
 ORDER = ("twin", "locf", "history_mean", "population_mean", "decay_to_mean", "linear_interpolation")
 TITLES = {
     "forecast": "Forecast (history up to the cut, every observation of the horizon after it)",
@@ -12,7 +14,7 @@ TITLES = {
 
 
 def _ratio(v: float, ref: float) -> str:
-    return f"{v / ref:.3f}" if ref > 0 else "-"
+    return f"{v / ref:.3f}" if ref > NEGLIGIBLE_MSE else "-"
 
 
 def protocol_table(name: str, res: dict) -> list[str]:

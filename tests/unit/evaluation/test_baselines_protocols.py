@@ -147,6 +147,13 @@ def test_ratio_intervals_resample_subjects_and_bracket_the_ratio():
     assert ci["per_variable_ci95"][0] < ci["per_variable_ci95"][1] and ci["resamples"] == 300
     same = ratio_intervals(good, good, n_boot=50)
     assert same["pooled_ci95"] == [1.0, 1.0]
+    # A reference exact up to rounding (decay-to-mean at the history's own points) gives no
+    # interval: dividing by its rounding error printed ratios of 1e15 in eval.md.
+    exact = ForecastScore(2)
+    exact.update(target + 1e-8 * torch.randn(60, 5, 2, generator=gen), target, mask, Identity())
+    assert ratio_intervals(good, exact, n_boot=50) == {}
+    from twinode.evaluation.report import _ratio
+    assert _ratio(0.5, 1e-16) == "-" and _ratio(0.5, 1.0) == "0.500"
 
 
 def test_holdout_prob_leaves_that_share_of_mixed_windows_whole_and_keeps_the_rest():
