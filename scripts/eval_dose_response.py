@@ -8,6 +8,7 @@ of ``--cuts`` that has a dose after it is one case (the default, one cut at 30 h
 split, is the figure docs/results.md reports; more cuts and ``--split held_out`` give more cases).
 
     .venv/bin/python scripts/eval_dose_response.py --twin outputs/train/runs/<time>/twin.pt [--time-course]
+        [--delays 0.25,1,2,4,6,8,12]
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ def main() -> None:
     ap.add_argument("--window", type=float, default=8.0, help="doses within this many hours after the cut")
     ap.add_argument("--time-course", action="store_true",
                     help="also the mean MAP lift of each case's first dose alone, 15 min to 8 h after it")
+    ap.add_argument("--delays", type=lambda s: [float(c) for c in s.split(",")], default=None,
+                    help="also one standard dose (--dose) this many hours after a 24-h history, every subject "
+                         "of the split, comma-separated: twin and ideal observer against the truth")
+    ap.add_argument("--dose", type=float, default=8.0, help="the standard dose of --delays (mcg/kg)")
     args = ap.parse_args()
     torch.set_num_threads(1)
 
@@ -102,6 +107,8 @@ def main() -> None:
         print("|---|---|---|---|---|---|")
         print(f"| {c(p, t):.2f} | {c(o, t):.2f} | {o.mean() / t.mean():.2f} | {c(e, t):.2f} | {c(m, p):.2f} | "
               f"{c(m / m.mean() - p / p.mean(), t / t.mean() - p / p.mean()):.2f} |")
+    if args.delays:
+        delay_table(twin, map_ch, log1p, records, loaded.splits, params, args)
     if args.time_course:
         tw, tr = np.mean(course_twin, axis=0), np.mean(course_true, axis=0)
         print()
@@ -109,6 +116,42 @@ def main() -> None:
         print("|---" * (len(COURSE_H) + 1) + "|")
         print("| simulator | " + " | ".join(f"{v:.2f}" for v in tr) + " |")
         print("| twin | " + " | ".join(f"{v:.2f}" for v in tw) + " |")
+
+
+def delay_table(twin, map_ch: int, log1p: list, records, splits: dict, params: dict, args, cut: float = 24.0) -> None:
+    """One standard dose at ``cut + delay`` for every subject of the split: how much of the
+    spread of the true lifts across subjects the twin follows, beside the ideal observer, as
+    the drug already given wears off and what is left to tell subjects apart is their own response."""
+    rows = {d: ([], [], []) for d in args.delays}  # twin, truth, ideal observer
+    for r in records:
+        if splits[r.subject_id] != args.split:
+            continue
+        past, keep, i = r.doses[r.doses[:, 0] <= cut], r.times <= cut, r.subject_id
+        values = r.values[keep].copy()
+        values[:, log1p] = np.expm1(values[:, log1p])
+        args_t = [torch.tensor(a) for a in (r.times[keep], values, r.mask[keep], r.static)]
+        seen = keep & (r.mask[:, map_ch] > 0)
+        for d in args.delays:
+            plan = np.concatenate([past, np.array([[cut + d, 0.0, args.dose, 0.0]], dtype=past.dtype)])
+            q = np.arange(cut + d + 0.5, cut + d + 4.01, 0.5, dtype=np.float32)
+            with torch.no_grad():
+                lift = twin.forecast(*args_t, torch.tensor(plan), torch.tensor(q))[0] - \
+                    twin.forecast(*args_t, torch.tensor(past), torch.tensor(q))[0]
+            tw, tr, io = rows[d]
+            tw.append(float(lift[:, map_ch].max()))
+            tr.append(float(map_dose_response(params["half_life"][i], params["emax"][i], plan[:, [0, 2]],
+                                              past[:, [0, 2]], q).max()))
+            io.append(float(ideal_lift(r.times[seen], r.values[seen, map_ch], past[:, [0, 2]], plan[:, [0, 2]],
+                                       cut, params["age"][i], q).max()))
+    print()
+    print(f"| {args.dose:g} mcg/kg, h after a {cut:g}-h history | subjects | true peak lift (mmHg) | twin / truth | "
+          "twin's correlation with the truth | ideal observer / truth | its correlation |")
+    print("|---|---|---|---|---|---|---|")
+    for d, (tw, tr, io) in rows.items():
+        tw, tr, io = map(np.asarray, (tw, tr, io))
+        c_tw, c_io = (float(np.corrcoef(a, tr)[0, 1]) if len(tr) > 2 else float("nan") for a in (tw, io))
+        print(f"| {d:g} | {len(tr)} | {tr.mean():.2f} | {tw.mean() / tr.mean():.2f} | {c_tw:.2f} | "
+              f"{io.mean() / tr.mean():.2f} | {c_io:.2f} |")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ def _run(monkeypatch, capsys, twin_path):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     monkeypatch.setattr(sys, "argv", ["eval_dose_response.py", "--twin", str(twin_path), "--n-patients", "120",
-                                      "--time-course"])
+                                      "--time-course", "--delays", "0.25,12"])
     script.main()
     return [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line]
 
@@ -43,9 +43,20 @@ def test_the_twins_lift_and_the_simulator_references(tmp_path, monkeypatch, caps
     assert 0.8 < ideal_ratio < 1.2
     # This twin's only dose path is the readout's population chain: its lifts follow the plan's.
     assert twin_vs_plan > 0.5
+    # A standard dose after a 24-h history: with the drug already given worn off (12 h), the
+    # truth's spread across subjects is their own emax and half-life, which a population chain
+    # cannot follow as well as the ideal observer; every subject of the split is a row's case.
+    head = next(i for i, r in enumerate(rows) if "h after a 24-h history" in r)
+    early, late = ([float(c) for c in rows[head + k].strip("|").split("|")] for k in (1, 2))
+    assert early[0] == 0.25 and late[0] == 12 and early[1] == late[1] > 0
+    assert late[2] > early[2] > 0  # less drug on board by 12 h: a larger true lift
+    assert 0.8 < early[5] < 1.2 and 0.8 < late[5] < 1.2  # the ideal observer's lift ratio
+    # Soon after the history the drug already given sets the lifts apart, which the plan tells;
+    # by 12 h only each subject's own response does, which the history tells little of.
+    assert early[6] > late[6] and early[6] > 0.5
     # The time course: the simulator's mean lift rises, then falls; the twin's follows its readout.
-    simulator = [float(c) for c in rows[5].strip("|").split("|")[1:]]
-    twin_course = [float(c) for c in rows[6].strip("|").split("|")[1:]]
+    simulator = [float(c) for c in rows[head + 4].strip("|").split("|")[1:]]
+    twin_course = [float(c) for c in rows[head + 5].strip("|").split("|")[1:]]
     assert len(simulator) == len(twin_course) == 9
     assert simulator[0] < max(simulator) and simulator[-1] < max(simulator)
     assert twin_course[0] < max(twin_course) and min(twin_course) > 0
