@@ -22,7 +22,8 @@
 # Python: $PYTHON, else .venv/bin/python, else python3 (with src/ on PYTHONPATH, so a machine
 # with torch but no install of this package works); --install runs `make install-dev` first
 # when .venv is missing. --wheels DIR installs the wheels in DIR (no network, no deps) into a
-# scratch site-packages for packages that machine lacks (e.g. polars for bench_train).
+# scratch site-packages for packages that machine lacks (an H200 image lacked polars, pydantic,
+# hydra-core, omegaconf, antlr4-python3-runtime and torchode; docs/benchmarks.md "On a GPU").
 
 set -u -o pipefail
 
