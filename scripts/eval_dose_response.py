@@ -29,6 +29,22 @@ POP_HALF_LIFE, POP_EMAX = sum(HALF_LIFE_RANGE) / 2, sum(EMAX_RANGE) / 2
 COURSE_H = (0.25, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 
 
+def history_inputs(r, cut: float, log1p: list) -> tuple[list, np.ndarray, np.ndarray]:
+    """``forecast``'s first four arguments from a record's history up to ``cut`` (original units:
+    tensorize stores transformed values), the doses given by then, and which rows are history."""
+    keep = r.times <= cut
+    values = r.values[keep].copy()
+    values[:, log1p] = np.expm1(values[:, log1p])
+    return [torch.tensor(a) for a in (r.times[keep], values, r.mask[keep], r.static)], r.doses[r.doses[:, 0] <= cut], keep
+
+
+def twin_lift(twin, history: list, plan: np.ndarray, past: np.ndarray, q: np.ndarray) -> torch.Tensor:
+    """The twin's forecast under ``plan`` minus under the doses ``past`` alone, ``[Q, D]``."""
+    with torch.no_grad():
+        return twin.forecast(*history, torch.tensor(plan), torch.tensor(q))[0] - \
+            twin.forecast(*history, torch.tensor(past), torch.tensor(q))[0]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--twin", required=True)
@@ -60,16 +76,9 @@ def main() -> None:
         future = r.doses[(r.doses[:, 0] > cut) & (r.doses[:, 0] <= cut + args.window)]
         if len(future) == 0:
             continue
-        past = r.doses[r.doses[:, 0] <= cut]
-        keep = r.times <= cut
-        values = r.values[keep].copy()
-        values[:, log1p] = np.expm1(values[:, log1p])  # tensorize stores transformed values
+        history, past, keep = history_inputs(r, cut, log1p)
         q = np.arange(future[0, 0] + 0.5, future[0, 0] + 4.01, 0.5, dtype=np.float32)
-        args_t = [torch.tensor(a) for a in (r.times[keep], values, r.mask[keep], r.static)]
-        with torch.no_grad():
-            with_doses, _ = twin.forecast(*args_t, torch.tensor(np.concatenate([past, future])), torch.tensor(q))
-            without, _ = twin.forecast(*args_t, torch.tensor(past), torch.tensor(q))
-        model_peak.append(float((with_doses - without)[:, map_ch].max()))
+        model_peak.append(float(twin_lift(twin, history, np.concatenate([past, future]), past, q)[:, map_ch].max()))
         i = r.subject_id
         truth = map_dose_response(params["half_life"][i], params["emax"][i], r.doses[:, [0, 2]], past[:, [0, 2]], q)
         true_peak.append(float(truth.max()))
@@ -84,10 +93,7 @@ def main() -> None:
         if args.time_course:
             first = np.concatenate([past, future[:1]])
             grid = future[0, 0] + np.asarray(COURSE_H, dtype=np.float32)
-            with torch.no_grad():
-                lift = twin.forecast(*args_t, torch.tensor(first), torch.tensor(grid))[0] - \
-                    twin.forecast(*args_t, torch.tensor(past), torch.tensor(grid))[0]
-            course_twin.append(lift[:, map_ch].numpy())
+            course_twin.append(twin_lift(twin, history, first, past, grid)[:, map_ch].numpy())
             course_true.append(map_dose_response(params["half_life"][i], params["emax"][i], first[:, [0, 2]],
                                                  past[:, [0, 2]], grid))
     m, t = np.asarray(model_peak), np.asarray(true_peak)
@@ -126,19 +132,14 @@ def delay_table(twin, map_ch: int, log1p: list, records, splits: dict, params: d
     for r in records:
         if splits[r.subject_id] != args.split:
             continue
-        past, keep, i = r.doses[r.doses[:, 0] <= cut], r.times <= cut, r.subject_id
-        values = r.values[keep].copy()
-        values[:, log1p] = np.expm1(values[:, log1p])
-        args_t = [torch.tensor(a) for a in (r.times[keep], values, r.mask[keep], r.static)]
+        history, past, keep = history_inputs(r, cut, log1p)
+        i = r.subject_id
         seen = keep & (r.mask[:, map_ch] > 0)
         for d in args.delays:
             plan = np.concatenate([past, np.array([[cut + d, 0.0, args.dose, 0.0]], dtype=past.dtype)])
             q = np.arange(cut + d + 0.5, cut + d + 4.01, 0.5, dtype=np.float32)
-            with torch.no_grad():
-                lift = twin.forecast(*args_t, torch.tensor(plan), torch.tensor(q))[0] - \
-                    twin.forecast(*args_t, torch.tensor(past), torch.tensor(q))[0]
             tw, tr, io = rows[d]
-            tw.append(float(lift[:, map_ch].max()))
+            tw.append(float(twin_lift(twin, history, plan, past, q)[:, map_ch].max()))
             tr.append(float(map_dose_response(params["half_life"][i], params["emax"][i], plan[:, [0, 2]],
                                               past[:, [0, 2]], q).max()))
             io.append(float(ideal_lift(r.times[seen], r.values[seen, map_ch], past[:, [0, 2]], plan[:, [0, 2]],

@@ -37,8 +37,8 @@ def rotate(meds: Path, out: Path, held_out: int, tuning: int) -> dict[str, int]:
     bucket = ids.map_elements(hash_bucket, return_dtype=pl.Int64)
     split = (pl.when(bucket == held_out).then(pl.lit("held_out"))
              .when(bucket == tuning).then(pl.lit("tuning")).otherwise(pl.lit("train")))
-    table = pl.DataFrame({"subject_id": ids}).with_columns(bucket.alias("b")).with_columns(split.alias("split"))
-    table.select("subject_id", "split").write_parquet(out / "metadata" / "subject_splits.parquet")
+    table = pl.DataFrame({"subject_id": ids, "b": bucket}).select("subject_id", split.alias("split"))
+    table.write_parquet(out / "metadata" / "subject_splits.parquet")
     return dict(table.group_by("split").len().iter_rows())
 
 
