@@ -44,6 +44,22 @@ def test_rotated_copy_holds_out_the_named_bucket(tmp_path):
     assert (out / "data" / "train" / "0.parquet").is_file()
 
 
+def test_fewer_training_buckets_drop_the_other_training_subjects(tmp_path):
+    meds = _meds(tmp_path / "meds")
+    out = tmp_path / "k2" / "meds"
+    assert _module().main(["--meds", str(meds), "--out", str(out), "--held-out", "9", "--tuning", "8",
+                           "--train-buckets", "2"]) == 0
+    splits = pl.read_parquet(out / "metadata" / "subject_splits.parquet")
+    buckets = {sid: hash_bucket(sid) for sid in splits["subject_id"]}
+    assert set(buckets.values()) == {0, 1, 8, 9}
+    for sid, split in splits.iter_rows():
+        assert split == {8: "tuning", 9: "held_out"}.get(buckets[sid], "train")
+    events = pl.read_parquet(out / "data" / "train" / "0.parquet")
+    assert set(events["subject_id"]) == set(buckets)  # no other subject left to fall back to a hash split
+    everyone = range(1, 301)
+    assert splits.height == sum(hash_bucket(i) in (0, 1, 8, 9) for i in everyone) < 300
+
+
 def test_bad_arguments_exit_2_and_write_nothing(tmp_path, capsys):
     meds = _meds(tmp_path / "meds")
     main = _module().main
@@ -51,6 +67,12 @@ def test_bad_arguments_exit_2_and_write_nothing(tmp_path, capsys):
     assert main(["--meds", str(meds), "--out", str(tmp_path / "b"), "--held-out", "10", "--tuning", "1"]) == 2
     assert main(["--meds", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c"), "--held-out", "7", "--tuning", "6"]) == 2
     assert main(["--meds", str(meds), "--out", str(meds), "--held-out", "7", "--tuning", "6"]) == 2  # exists
+    assert main(["--meds", str(meds), "--out", str(tmp_path / "d"), "--held-out", "9", "--tuning", "8",
+                 "--train-buckets", "0"]) == 2
+    pl.read_parquet(meds / "data" / "train" / "0.parquet").write_csv(meds / "data" / "train" / "1.csv")
+    assert main(["--meds", str(meds), "--out", str(tmp_path / "e"), "--held-out", "9", "--tuning", "8",
+                 "--train-buckets", "4"]) == 2
     err = capsys.readouterr().err
     assert "two different buckets" in err and "no subject splits" in err and "exists" in err
-    assert not any((tmp_path / n).exists() for n in ("a", "b", "c"))
+    assert "--train-buckets must be 1-8" in err and "parquet shards only" in err
+    assert not any((tmp_path / n).exists() for n in ("a", "b", "c", "d", "e"))
