@@ -45,16 +45,18 @@ def protocol_table(name: str, res: dict) -> list[str]:
 def per_variable_table(res: dict, units: dict) -> list[str]:
     cols = [k for k in ORDER if k in res]
     lines = ["", "Per variable, MSE on the min-max scale (x1e-3), forecast protocol:", "",
-             "| variable | unit | targets | " + " | ".join(cols) + " | twin / LOCF |",
-             "|---|---|---|" + "---|" * (len(cols) + 1)]
+             "| variable | unit | targets | stays | " + " | ".join(cols) + " | twin / LOCF | largest stay's share of the twin's error |",
+             "|---|---|---|---|" + "---|" * (len(cols) + 2)]
     for name, unit in units.items():
         per = {k: res[k]["per_variable"][name] for k in cols}
         n = int(per["twin"]["n"])
         if n == 0:
             continue
         cells = [f"{1e3 * per[k]['mse_minmax']:.3f}" for k in cols]
-        lines.append(f"| {name} | {unit} | {n} | " + " | ".join(cells) + f" | "
-                     f"{_ratio(per['twin']['mse_minmax'], per['locf']['mse_minmax'])} |")
+        twin = per["twin"]
+        share = f"{twin['top_stay_share']:.2f}" if "top_stay_share" in twin else "-"
+        lines.append(f"| {name} | {unit} | {n} | {twin.get('stays', '-')} | " + " | ".join(cells) + f" | "
+                     f"{_ratio(twin['mse_minmax'], per['locf']['mse_minmax'])} | {share} |")
     return lines
 
 

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 Z90 = 1.6448536
+NEGLIGIBLE_MSE = 1e-12  # min-max squared error at or below float rounding: the forecaster is exact there
 
 
 class ForecastScore:
@@ -62,18 +63,34 @@ class ForecastScore:
                 self.hits_b.index_add_(0, bucket.flatten(), hit.flatten())
                 self.cnt_b.index_add_(0, bucket.flatten(), m.flatten())
 
+    def _stay_spread(self) -> tuple[Tensor, Tensor]:
+        """Per channel: how many subjects hold its targets, and the largest share of the summed
+        min-max squared error one of them carries (0 where the error is negligible). A
+        per-variable MSE that one or two stays carry says more about them than about the channel."""
+        D = self.sq_mm.shape[0]
+        if not self.rows_sq_mm:
+            return torch.zeros(D), torch.zeros(D)
+        sq, cnt = torch.cat(self.rows_sq_mm), torch.cat(self.rows_cnt)
+        stays = (cnt > 0).sum(0)
+        total = sq.sum(0)
+        share = torch.where(total > NEGLIGIBLE_MSE * cnt.sum(0).clamp(min=1.0), sq.max(0).values / total.clamp(min=1e-300),
+                            torch.zeros_like(total))
+        return stays, share
+
     def result(self, names: list[str]) -> dict:
         cnt = self.cnt.clamp(min=1.0)
         present = self.cnt > 0
         per_mm = self.sq_mm / cnt
         total = float(self.cnt.sum())
+        stays, top_share = self._stay_spread()
         out = {
             "mse_minmax_per_variable": float(per_mm[present].mean()) if bool(present.any()) else float("nan"),
             "mse_minmax_pooled": float(self.sq_mm.sum() / max(total, 1.0)),
             "mse_norm": float(self.sq.sum() / max(total, 1.0)),
             "mae_norm": float(self.abs.sum() / max(total, 1.0)),
             "n_targets": total,
-            "per_variable": {name: {"mse_minmax": float(per_mm[i]), "n": float(self.cnt[i])} for i, name in enumerate(names)},
+            "per_variable": {name: {"mse_minmax": float(per_mm[i]), "n": float(self.cnt[i]), "stays": int(stays[i]),
+                                    "top_stay_share": float(top_share[i])} for i, name in enumerate(names)},
         }
         if self.has_std:
             out["nll"] = self.nll / max(total, 1.0)
@@ -85,7 +102,6 @@ class ForecastScore:
         return out
 
 
-NEGLIGIBLE_MSE = 1e-12  # min-max squared error at or below float rounding: the forecaster is exact there
 
 
 def ratio_intervals(num: ForecastScore, den: ForecastScore, n_boot: int = 1000, seed: int = 0) -> dict:

@@ -108,6 +108,27 @@ def test_forecast_score_per_variable_versus_pooled_and_coverage():
                                                          ">= 6 h": {"coverage": 1.0, "n": 1.0}}
 
 
+def test_forecast_score_counts_stays_and_the_share_the_worst_one_carries():
+    class Identity:
+        def __call__(self, x, clip=False):
+            return x
+
+    s = ForecastScore(3)
+    # Two batches of stays; channel a: errors 1, 1 and 2 (squared 1, 1, 4) in three stays;
+    # channel b: one stay; channel c: exact everywhere.
+    target = torch.tensor([[[1.0, 3.0, 5.0]], [[1.0, 0.0, 5.0]]])
+    mask = torch.tensor([[[1.0, 1.0, 1.0]], [[1.0, 0.0, 1.0]]])
+    pred = torch.tensor([[[0.0, 0.0, 5.0]], [[0.0, 0.0, 5.0]]])
+    s.update(pred, target, mask, Identity())
+    s.update(torch.zeros(1, 1, 3), torch.tensor([[[2.0, 0.0, 0.0]]]), torch.tensor([[[1.0, 0.0, 1.0]]]), Identity())
+    per = s.result(["a", "b", "c"])["per_variable"]
+    assert [per[k]["stays"] for k in "abc"] == [3, 1, 3]
+    assert abs(per["a"]["top_stay_share"] - 4.0 / 6.0) < 1e-9
+    assert per["b"]["top_stay_share"] == 1.0 and per["c"]["top_stay_share"] == 0.0
+    assert ForecastScore(2).result(["a", "b"])["per_variable"]["a"] == {"mse_minmax": 0.0, "n": 0.0, "stays": 0,
+                                                                       "top_stay_share": 0.0}
+
+
 def test_risk_scores_count_positives_and_give_an_interval():
     y = torch.tensor([0, 0, 1, 1, 0, 1, 0, 0, 1, 0] * 5)
     p = y.float() * 0.6 + torch.linspace(0, 0.3, 50)

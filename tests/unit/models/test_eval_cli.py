@@ -43,7 +43,10 @@ def test_eval_scores_twin_and_baselines_and_logs_to_mlflow(checkpoint, tmp_path)
     assert fc["locf"]["mse_minmax_per_variable"] == pytest.approx(mean_per_var)
     imp = res["protocols"]["imputation"]
     assert imp["linear_interpolation"]["mse_norm"] < imp["population_mean"]["mse_norm"]
-    assert "| twin |" in (tmp_path / "eval.md").read_text()
+    report = (tmp_path / "eval.md").read_text()
+    assert "| twin |" in report and "largest stay's share of the twin's error |" in report
+    for v in fc["twin"]["per_variable"].values():  # each channel says how many stays hold it, and how unevenly
+        assert 0 < v["stays"] <= res["meta"]["held_out_subjects"] and 0 < v["top_stay_share"] <= 1
     client = mlflow.tracking.MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("twinode-eval").experiment_id])
     assert len(runs) == 1
