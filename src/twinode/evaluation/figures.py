@@ -35,12 +35,19 @@ COVERAGE_BAND = (0.85, 0.95)
 
 @dataclass
 class Ratios:
-    """One protocol's panel: ``variables`` sorted by the twin's ratio, their target counts, and
-    each drawn forecaster's per-variable MSE / LOCF's, in that order."""
+    """One protocol's panel: ``variables`` sorted by the twin's ratio, their target counts, the
+    stays holding them (None where the results predate that count), and each drawn forecaster's
+    per-variable MSE / LOCF's, in that order."""
 
     variables: list[str]
     n: list[int]
     ratios: dict[str, list[float]]
+    stays: list[int | None] | None = None
+
+    def labels(self) -> list[str]:
+        stays = self.stays or [None] * len(self.variables)
+        return [f"{v} (n={n})" if s is None else f"{v} (n={n}, {s} stays)"
+                for v, n, s in zip(self.variables, self.n, stays)]
 
 
 def ratio_rows(res: dict) -> Ratios:
@@ -53,7 +60,9 @@ def ratio_rows(res: dict) -> Ratios:
                                                 for r in ratios["linear_interpolation"].values()):
         del ratios["linear_interpolation"]  # after the last history point it is LOCF (the forecast protocol)
     order = sorted(kept, key=lambda v: ratios["twin"][v]) if "twin" in ratios else kept
-    return Ratios(order, [int(locf[v]["n"]) for v in order], {k: [r[v] for v in order] for k, r in ratios.items()})
+    stays = [res["twin"]["per_variable"][v].get("stays") if "twin" in res else None for v in order]
+    return Ratios(order, [int(locf[v]["n"]) for v in order], {k: [r[v] for v in order] for k, r in ratios.items()},
+                  stays)
 
 
 def _fraction(num: float, den: float) -> str:
@@ -80,7 +89,7 @@ def _ratio_panel(ax, proto: str, res: dict, rows: Ratios) -> None:
         y = [i - 0.4 + height * (j + 0.5) for i in range(len(rows.variables))]
         # Bars from LOCF's 1 to the ratio: left of the line beats LOCF, right of it loses.
         ax.barh(y, [r - 1.0 for r in ratios], left=1.0, height=height, color=COLOURS.get(name), label=name)
-    ax.set_yticks(range(len(rows.variables)), [f"{v} (n={n})" for v, n in zip(rows.variables, rows.n)])
+    ax.set_yticks(range(len(rows.variables)), rows.labels())
     ax.set_ylim(len(rows.variables) - 0.5, -0.5)  # the twin's best variable on top
     values = [r for ratios in rows.ratios.values() for r in ratios if r > 0] + [1.0]
     lo, hi = min(values) / 1.25, max(values) * 1.25

@@ -29,7 +29,7 @@ def results(tmp_path_factory):
 
 def _bars(ax) -> dict[str, dict[str, float]]:
     """forecaster -> variable -> where its bar ends (the bars start at LOCF's 1)."""
-    names = [re.sub(r" \(n=\d+\)$", "", t.get_text()) for t in ax.get_yticklabels()]
+    names = [re.sub(r" \(n=\d+(, \d+ stays)?\)$", "", t.get_text()) for t in ax.get_yticklabels()]
     out: dict[str, dict[str, float]] = {}
     for container in ax.containers:
         ends = out.setdefault(container.get_label(), {})
@@ -71,9 +71,10 @@ def test_bars_are_each_variables_mse_over_locfs(results, proto):
     for name, ratios in expected.items():
         assert bars[name] == pytest.approx(ratios), name
     labels = [t.get_text() for t in ax.get_yticklabels()]
-    order = [re.sub(r" \(n=\d+\)$", "", t) for t in labels]
+    order = [re.sub(r" \(n=\d+, \d+ stays\)$", "", t) for t in labels]
     assert [expected["twin"][v] for v in order] == sorted(expected["twin"].values())
-    assert labels == [f"{v} (n={int(res['locf']['per_variable'][v]['n'])})" for v in order]
+    per = res["twin"]["per_variable"]
+    assert labels == [f"{v} (n={int(per[v]['n'])}, {per[v]['stays']} stays)" for v in order]
     assert ax.get_xscale() == "log"
     assert any(list(line.get_xdata()) == [1.0, 1.0] for line in ax.get_lines())  # LOCF's line
     twin, locf = res["twin"], res["locf"]
@@ -110,6 +111,9 @@ def test_a_hand_made_results_dict(tmp_path):
     results = {"protocols": {"forecast": fc, "interpolation": copy.deepcopy(fc)}, "risk": {}}
     rows = ratio_rows(fc)
     assert rows.variables == ["B", "A"] and rows.n == [20, 10]
+    assert rows.labels() == ["B (n=20)", "A (n=10)"]  # results written before stays were counted
+    fc["twin"]["per_variable"]["A"]["stays"] = 4
+    assert ratio_rows(fc).labels() == ["B (n=20)", "A (n=10, 4 stays)"]
     assert rows.ratios == {"twin": pytest.approx([0.5, 1.5]), "decay_to_mean": pytest.approx([1.0, 0.5]),
                            "history_mean": pytest.approx([2.0, 2.0])}
     fig, axes = draw_eval(results)
