@@ -200,6 +200,35 @@ def _alarm(signum, frame):
     raise Timeout()
 
 
+def _failed(exc: BaseException) -> str:
+    return f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''}"
+
+
+def capped(cap_s: float, fn, *args):
+    """``(fn(*args), None)``, or ``(None, status)`` where it ran past ``cap_s`` seconds (SIGALRM, or
+    finished later than that) or raised: a solver that cannot run is reported, not fatal."""
+    signal.alarm(int(cap_s))
+    start = time.perf_counter()
+    try:
+        value = fn(*args)
+    except Timeout:
+        return None, f"> {cap_s:g} s"
+    except Exception as exc:  # noqa: BLE001
+        return None, _failed(exc)
+    finally:
+        signal.alarm(0)
+    if time.perf_counter() - start > cap_s:
+        return None, f"> {cap_s:g} s"
+    return value, None
+
+
+def solve_error(lit: TwinLitModule, z0, t0, tq, doses, s_emb, ref: Tensor) -> float:
+    """Largest absolute deviation of ``lit``'s float32 solve from the float64 reference."""
+    with torch.no_grad():
+        z = lit.twin.solver(z0.float(), t0.float(), tq.float(), doses, s_emb.float())
+    return float((z.double() - ref).abs().max())
+
+
 def train_step(lit: TwinLitModule, b: Batch, device: str, dtype: torch.dtype | None = None) -> float:
     lit.zero_grad(set_to_none=True)
     start = time.perf_counter()
@@ -253,38 +282,18 @@ def run(args, on_batch=None) -> list[dict]:
             z0, t0, tq, s = (v.to(dev) for v in (z0, t0, tq, s))
         errors, times, status, flops = {}, {n: [] for n in lits}, {}, {}
         for n, lit in lits.items():
-            signal.alarm(int(args.cap))  # the error's solve is capped as the pilot step is
-            with torch.no_grad():
-                try:
-                    z = lit.twin.solver(z0.float(), t0.float(), tq.float(), b.doses, s.float())
-                    errors[n] = float((z.double() - ref).abs().max())
-                    signal.alarm(0)
-                except Timeout:
-                    status[n] = f"> {args.cap:g} s"
-                    continue
-                except Exception as exc:  # a solver that cannot run is reported, not fatal
-                    signal.alarm(0)
-                    status[n] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:80]}"
-                    continue
-            if "torch.compile" in n or "scripted" in n:  # compiled (scripted: profiled, fused) in the first steps: not part of the cap
+            # the error's solve is capped as the pilot step is
+            errors[n], status[n] = capped(args.cap, solve_error, lit, z0, t0, tq, b.doses, s, ref)
+            if status[n] is None and ("torch.compile" in n or "scripted" in n):
+                # compiled (scripted: profiled, fused) in the first steps: not part of the cap
                 try:
                     for _ in range(2):
                         train_step(lit, b, dev, dtype)
                 except Exception as exc:  # noqa: BLE001
-                    status[n] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:80]}"
-                    continue
-            signal.alarm(int(args.cap))  # pilot step, also the warm-up
-            try:
-                pilot = train_step(lit, b, dev, dtype)
-                signal.alarm(0)
-                if pilot > args.cap:
-                    raise Timeout()
-            except Timeout:
-                signal.alarm(0)
-                status[n] = f"> {args.cap:g} s"
-            except Exception as exc:
-                signal.alarm(0)
-                status[n] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:80]}"
+                    status[n] = _failed(exc)
+            if status[n] is None:
+                _, status[n] = capped(args.cap, train_step, lit, b, dev, dtype)  # pilot, also the warm-up
+        status = {n: st for n, st in status.items() if st is not None}
         live = [n for n in lits if n not in status]
         for n in live:
             try:

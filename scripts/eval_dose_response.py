@@ -38,6 +38,11 @@ def history_inputs(r, cut: float, log1p: list) -> tuple[list, np.ndarray, np.nda
     return [torch.tensor(a) for a in (r.times[keep], values, r.mask[keep], r.static)], r.doses[r.doses[:, 0] <= cut], keep
 
 
+def correlation(a, b) -> float:
+    """Pearson correlation across subjects; NaN for fewer than three."""
+    return float(np.corrcoef(a, b)[0, 1]) if len(a) > 2 else float("nan")
+
+
 def twin_lift(twin, history: list, plan: np.ndarray, past: np.ndarray, q: np.ndarray) -> torch.Tensor:
     """The twin's forecast under ``plan`` minus under the doses ``past`` alone, ``[Q, D]``."""
     with torch.no_grad():
@@ -99,22 +104,22 @@ def main() -> None:
     m, t = np.asarray(model_peak), np.asarray(true_peak)
     if len(m) == 0:
         raise SystemExit(f"error: no {args.split} subject has a dose after a cut; change --cuts or widen --window")
-    corr = float(np.corrcoef(m, t)[0, 1]) if len(m) > 2 else float("nan")
+    corr = correlation(m, t)
     print("| cases | true peak MAP lift (mmHg) | twin's peak MAP lift (mmHg) | twin / truth | correlation across subjects |")
     print("|---|---|---|---|---|")
     print(f"| {len(m)} | {t.mean():.2f} | {m.mean():.2f} | {m.mean() / t.mean():.2f} | {corr:.2f} |")
     if len(m) > 2:
         p, e, o = np.asarray(plan_peak), np.asarray(own_emax_peak), np.asarray(ideal_peak)
-        c = lambda a, b: float(np.corrcoef(a, b)[0, 1])
         print()
         print("| correlation with the true lifts: simulator, population parameters (the plan alone) | ideal observer "
               "(the simulator's equations, each subject's unknowns inferred from the MAP history) | its lift ratio | "
               "simulator, each subject's emax | twin with the population run | twin's departure from it with the truth's |")
         print("|---|---|---|---|---|---|")
-        print(f"| {c(p, t):.2f} | {c(o, t):.2f} | {o.mean() / t.mean():.2f} | {c(e, t):.2f} | {c(m, p):.2f} | "
-              f"{c(m / m.mean() - p / p.mean(), t / t.mean() - p / p.mean()):.2f} |")
+        print(f"| {correlation(p, t):.2f} | {correlation(o, t):.2f} | {o.mean() / t.mean():.2f} | {correlation(e, t):.2f} | "
+              f"{correlation(m, p):.2f} | {correlation(m / m.mean() - p / p.mean(), t / t.mean() - p / p.mean()):.2f} |")
     if args.delays:
-        delay_table(twin, map_ch, log1p, records, loaded.splits, params, args)
+        subjects = [r for r in records if loaded.splits[r.subject_id] == args.split]
+        delay_table(twin, map_ch, log1p, subjects, params, args.delays, args.dose)
     if args.time_course:
         tw, tr = np.mean(course_twin, axis=0), np.mean(course_true, axis=0)
         print()
@@ -124,19 +129,18 @@ def main() -> None:
         print("| twin | " + " | ".join(f"{v:.2f}" for v in tw) + " |")
 
 
-def delay_table(twin, map_ch: int, log1p: list, records, splits: dict, params: dict, args, cut: float = 24.0) -> None:
-    """One standard dose at ``cut + delay`` for every subject of the split: how much of the
+def delay_table(twin, map_ch: int, log1p: list, subjects, params: dict, delays: list[float], dose: float,
+                cut: float = 24.0) -> None:
+    """One standard ``dose`` at ``cut + delay`` for every record in ``subjects``: how much of the
     spread of the true lifts across subjects the twin follows, beside the ideal observer, as
     the drug already given wears off and what is left to tell subjects apart is their own response."""
-    rows = {d: ([], [], []) for d in args.delays}  # twin, truth, ideal observer
-    for r in records:
-        if splits[r.subject_id] != args.split:
-            continue
+    rows = {d: ([], [], []) for d in delays}  # twin, truth, ideal observer
+    for r in subjects:
         history, past, keep = history_inputs(r, cut, log1p)
         i = r.subject_id
         seen = keep & (r.mask[:, map_ch] > 0)
-        for d in args.delays:
-            plan = np.concatenate([past, np.array([[cut + d, 0.0, args.dose, 0.0]], dtype=past.dtype)])
+        for d in delays:
+            plan = np.concatenate([past, np.array([[cut + d, 0.0, dose, 0.0]], dtype=past.dtype)])
             q = np.arange(cut + d + 0.5, cut + d + 4.01, 0.5, dtype=np.float32)
             tw, tr, io = rows[d]
             tw.append(float(twin_lift(twin, history, plan, past, q)[:, map_ch].max()))
@@ -145,14 +149,13 @@ def delay_table(twin, map_ch: int, log1p: list, records, splits: dict, params: d
             io.append(float(ideal_lift(r.times[seen], r.values[seen, map_ch], past[:, [0, 2]], plan[:, [0, 2]],
                                        cut, params["age"][i], q).max()))
     print()
-    print(f"| {args.dose:g} mcg/kg, h after a {cut:g}-h history | subjects | true peak lift (mmHg) | twin / truth | "
+    print(f"| {dose:g} mcg/kg, h after a {cut:g}-h history | subjects | true peak lift (mmHg) | twin / truth | "
           "twin's correlation with the truth | ideal observer / truth | its correlation |")
     print("|---|---|---|---|---|---|---|")
     for d, (tw, tr, io) in rows.items():
         tw, tr, io = map(np.asarray, (tw, tr, io))
-        c_tw, c_io = (float(np.corrcoef(a, tr)[0, 1]) if len(tr) > 2 else float("nan") for a in (tw, io))
-        print(f"| {d:g} | {len(tr)} | {tr.mean():.2f} | {tw.mean() / tr.mean():.2f} | {c_tw:.2f} | "
-              f"{io.mean() / tr.mean():.2f} | {c_io:.2f} |")
+        print(f"| {d:g} | {len(tr)} | {tr.mean():.2f} | {tw.mean() / tr.mean():.2f} | {correlation(tw, tr):.2f} | "
+              f"{io.mean() / tr.mean():.2f} | {correlation(io, tr):.2f} |")
 
 
 if __name__ == "__main__":

@@ -54,3 +54,23 @@ def test_bench_infer_smoke_writes_rows(tmp_path, capsys, monkeypatch):
     report = json.loads(out.read_text())
     assert report["machine"]["matmul_flops"] > 0 and rows["TorchScript twin.pt"]["flops"] > 0
     assert "| variant | p50 ms | p99 ms | batch | batch s | patients/s | status |" in capsys.readouterr().out
+
+
+def test_bench_train_capped_reports_overruns_and_failures(monkeypatch):
+    import signal
+    import time
+
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    bench = load("bench_train")
+    previous = signal.signal(signal.SIGALRM, bench._alarm)
+    try:
+        assert bench.capped(5.0, lambda a, b: a + b, 2, 3) == (5, None)
+        assert bench.capped(1.0, time.sleep, 3.0) == (None, "> 1 s")  # the alarm stops it
+
+        def broken():
+            raise ValueError("no such solver\nmore")
+
+        assert bench.capped(5.0, broken) == (None, "failed: ValueError: no such solver")
+        assert signal.alarm(0) == 0  # nothing left armed
+    finally:
+        signal.signal(signal.SIGALRM, previous)
